@@ -1,0 +1,89 @@
+"""One claimed file -> Result: read, hash, decode, detect. Runs in the worker processes."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import stat
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from facewatch.decode import DecodeError, decode
+from facewatch.detect import Detector
+from facewatch.store import Claim, Result
+
+# errors worth another try later: the disk, the mount or the network may come back
+TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
+                    errno.ENOMEM, errno.EINTR, errno.ENXIO, errno.EHOSTDOWN, errno.ENOTCONN}
+
+
+@dataclass
+class _ProcessState:
+    detector: Detector
+    find_by_hash: Callable[[str, int], Optional[int]]
+    max_pixels: int
+
+
+_state: Optional[_ProcessState] = None
+
+
+def init_process(database: str, model: str, min_confidence: float, max_pixels: int) -> None:
+    """Pool initializer: one detector and one read-only store connection per process."""
+    global _state
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from facewatch.detect import MediaPipeDetector
+    from facewatch.store import open_store
+
+    store = open_store(database, readonly=True)
+    _state = _ProcessState(MediaPipeDetector(model, min_confidence), store.find_by_hash, max_pixels)
+
+
+def ready() -> int:
+    """A no-op the parent runs once per process, so the first real file waits for no model load."""
+    return os.getpid()
+
+
+def analyse(claim: Claim) -> Result:
+    assert _state is not None, "init_process was not run"
+    return analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels)
+
+
+def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, int], Optional[int]],
+                 max_pixels: int) -> Result:
+    """Everything one file needs, with every failure turned into a Result that says why."""
+    worker_id = os.getpid()
+    try:
+        with open(claim.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return Result(claim.file_id, "failed", error="not a regular file", worker_id=worker_id)
+            data = f.read()
+    except FileNotFoundError:
+        return Result(claim.file_id, "missing", worker_id=worker_id)
+    except PermissionError:
+        return Result(claim.file_id, "failed", worker_id=worker_id,
+                      error="permission denied: the daemon's user cannot read this file")
+    except IsADirectoryError:
+        return Result(claim.file_id, "failed", error="a folder, not a file", worker_id=worker_id)
+    except OSError as exc:
+        kind = "retry" if exc.errno in TRANSIENT_ERRNOS else "failed"
+        return Result(claim.file_id, kind, error=f"cannot read the file: {exc.strerror or exc}",
+                      worker_id=worker_id)
+    seen = dict(size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, worker_id=worker_id)
+    content_hash = hashlib.sha256(data).hexdigest()
+    if content_hash == claim.content_hash:
+        return Result(claim.file_id, "unchanged", content_hash=content_hash, **seen)
+    source = find_by_hash(content_hash, claim.file_id)
+    if source is not None:
+        return Result(claim.file_id, "reused", content_hash=content_hash, source_id=source, **seen)
+    try:
+        picture = decode(data, max_pixels)
+    except DecodeError as exc:
+        return Result(claim.file_id, "failed", error=str(exc), **seen)
+    except MemoryError:
+        return Result(claim.file_id, "failed", error="not enough memory to decode this image", **seen)
+    faces = detector.detect(picture.rgb, picture.width, picture.height)
+    return Result(claim.file_id, "done", content_hash=content_hash, width=picture.width,
+                  height=picture.height, faces=tuple(faces), **seen)

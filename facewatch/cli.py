@@ -1,0 +1,173 @@
+"""The command line: parse, call, print. Heavy modules are imported by the commands that need them."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+import click
+
+from facewatch.config import Config, ConfigError, load_config
+
+EXIT_CONFIG = 2
+EXIT_BUSY = 3
+
+
+def _config(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.obj["config_path"])
+    except ConfigError as exc:
+        click.echo(f"facewatch: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+
+
+def _logging(config: Config, level: Optional[str] = None) -> None:
+    from facewatch.logs import setup_logging
+    setup_logging(config.logging.format, level or config.logging.level)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", help="config.yaml to use "
+              "(default: $FACEWATCH_CONFIG, ./config.yaml, /etc/facewatch/config.yaml)")
+@click.version_option(package_name="facewatch")
+@click.pass_context
+def main(ctx: click.Context, config_path: Optional[str]) -> None:
+    """Keep a face index of photo folders up to date."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the daemon in the foreground (what systemd starts)."""
+    config = _config(ctx)
+    _logging(config)
+    from facewatch.daemon import Daemon
+    from facewatch.lock import DatabaseBusy
+    try:
+        code = Daemon(config).run()
+    except DatabaseBusy as exc:
+        click.echo(f"facewatch: {exc}; is the daemon already running?", err=True)
+        ctx.exit(EXIT_BUSY)
+    ctx.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the daemon, the queue and the index, whether or not the daemon runs."""
+    from facewatch.status import collect_status, format_status
+    state = collect_status(_config(ctx), time.time())
+    click.echo(json.dumps(state, indent=2) if as_json else format_status(state))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--checkpoint-every", default=100, show_default=True, metavar="N",
+              help="Save a checkpoint every N files.")
+@click.pass_context
+def scan(ctx: click.Context, paths: tuple, checkpoint_every: int) -> None:
+    """Queue PATHS (default: watch.paths) and process until the queue is empty."""
+    config = _config(ctx)
+    roots = [os.path.abspath(p) for p in paths] or None
+    for root in roots or []:
+        if not os.path.isdir(root):
+            click.echo(f"facewatch: {root}: not a folder", err=True)
+            ctx.exit(EXIT_CONFIG)
+    _one_shot(ctx, config, lambda s, progress: s.scan(config, roots, checkpoint_every, progress))
+
+
+@main.command()
+@click.option("--checkpoint-every", default=100, show_default=True, metavar="N",
+              help="Save a checkpoint every N files.")
+@click.pass_context
+def resume(ctx: click.Context, checkpoint_every: int) -> None:
+    """Continue an interrupted scan from its checkpoint."""
+    config = _config(ctx)
+    _one_shot(ctx, config, lambda s, progress: s.resume(config, checkpoint_every, progress))
+
+
+def _one_shot(ctx: click.Context, config: Config, call) -> None:
+    _logging(config, level="warning" if sys.stderr.isatty() else None)
+    from facewatch import scan as scan_module
+    from facewatch.lock import DatabaseBusy
+    try:
+        stats = call(scan_module, sys.stderr.isatty())
+    except DatabaseBusy as exc:
+        click.echo(f"facewatch: {exc}; stop the daemon first (systemctl stop facewatch)", err=True)
+        ctx.exit(EXIT_BUSY)
+    except scan_module.NothingToResume as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(1)
+    except scan_module.Interrupted as exc:
+        click.echo(f"facewatch: {exc}", err=True)
+        ctx.exit(130)
+    f = stats["files"]
+    click.echo(f"{f['done']} done, {f['failed']} failed, {f['missing']} missing, "
+               f"{stats['faces']} faces in {f['with_faces']} files")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", metavar="FILE", help="Write here (atomically) instead of stdout.")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["pending", "processing", "done", "failed", "missing"]),
+              help="Only files with this status (repeatable).")
+@click.option("--min-faces", default=0, metavar="N", help="Only files with at least N faces.")
+@click.option("--since", metavar="TIME", help="Only files processed at or after TIME (ISO 8601).")
+@click.pass_context
+def export(ctx: click.Context, fmt: str, output: Optional[str], statuses: tuple, min_faces: int,
+           since: Optional[str]) -> None:
+    """Write the results: one JSON object per file, or one CSV row per face."""
+    from facewatch.export import export_results, parse_since
+    from facewatch.store import ExportFilter
+    config = _config(ctx)
+    try:
+        flt = ExportFilter(tuple(statuses), min_faces, parse_since(since) if since else None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since")
+    count = export_results(config.database, fmt, output, flt)
+    if output:
+        click.echo(f"{count} {'files' if fmt == 'jsonl' else 'faces'} written to {output}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def failed(ctx: click.Context, as_json: bool) -> None:
+    """List failed files and why they failed."""
+    from facewatch.export import open_reader
+    from facewatch.store import ExportFilter
+    store = open_reader(_config(ctx).database)
+    rows = [] if store is None else [
+        {"path": r.path, "error": r.error, "processed_at": r.processed_at}
+        for r in store.iter_files(ExportFilter(statuses=("failed",)))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['path']}: {row['error']}")
+    click.echo(f"{len(rows)} failed file{'s' if len(rows) != 1 else ''}", err=True)
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed file.")
+@click.pass_context
+def retry(ctx: click.Context, paths: tuple, retry_all: bool) -> None:
+    """Put failed files back in the queue."""
+    from facewatch.store import open_store
+    if not paths and not retry_all:
+        raise click.UsageError("name the files to retry, or pass --all")
+    store = open_store(_config(ctx).database)
+    queued = store.retry_failed(None if retry_all else [os.path.abspath(p) for p in paths], time.time())
+    store.close()
+    click.echo(f"{queued} file{'s' if queued != 1 else ''} queued again")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,81 @@
+"""Which files are images to analyse, and walking a tree of them without following it out."""
+from __future__ import annotations
+
+import os
+import stat
+from typing import Iterator, Optional
+
+import structlog
+
+from facewatch.config import WatchConfig
+from facewatch.store import FileStat
+
+log = structlog.get_logger("facewatch.files")
+
+
+def is_image_name(path: str, extensions: tuple) -> bool:
+    return os.path.splitext(path)[1].lower() in extensions
+
+
+def inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def stat_file(path: str, watch: WatchConfig, root: Optional[str] = None) -> Optional[FileStat]:
+    """A FileStat for an image file at `path`, or None (gone, a folder, a link out of the root)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or not is_image_name(path, watch.extensions):
+        return None
+    if root is not None and not watch.follow_symlinks and os.path.islink(path):
+        if not inside(os.path.realpath(path), os.path.realpath(root)):
+            return None
+    return FileStat(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def walk(root: str, watch: WatchConfig) -> Iterator[tuple[str, list[FileStat], bool]]:
+    """(folder, its image files, whether it was read whole) for `root` and, if recursive, below.
+
+    One folder at a time, so a million files never sit in memory together. Symlinked folders are
+    not entered unless `follow_symlinks`; then each real folder is entered once (no loops).
+    """
+    real_root = os.path.realpath(root)
+    visited: set = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        files: list[FileStat] = []
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in visited:
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    _visit(entry, watch, real_root, files, stack)
+        except OSError as exc:
+            log.warning("folder_unreadable", path=folder, error=exc.strerror or str(exc))
+            yield folder, files, False
+            continue
+        yield folder, files, True
+
+
+def _visit(entry: os.DirEntry, watch: WatchConfig, real_root: str, files: list, stack: list) -> None:
+    try:
+        is_link = entry.is_symlink()
+        if is_link and not watch.follow_symlinks:
+            if not inside(os.path.realpath(entry.path), real_root):
+                return
+        if entry.is_dir():
+            if watch.recursive and (not is_link or watch.follow_symlinks):
+                stack.append(entry.path)
+            return
+        if not is_image_name(entry.name, watch.extensions):
+            return
+        st = entry.stat()
+        if stat.S_ISREG(st.st_mode):
+            files.append(FileStat(entry.path, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    except OSError:
+        pass  # vanished while we looked: the watcher or the next reconcile will say so

@@ -1,0 +1,63 @@
+"""structlog set-up: JSON lines under systemd or in a pipe, a console renderer on a TTY."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+import structlog
+
+REPEAT_WINDOW_S = 60.0
+
+
+class RateLimiter:
+    """Drops an identical warning or error repeated within a window; the next one says how many."""
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S, clock=time.monotonic):
+        self.window_s = window_s
+        self.clock = clock
+        self.seen: dict = {}  # key -> (first time in window, suppressed count)
+
+    def __call__(self, logger, method_name, event_dict):
+        if method_name not in ("warning", "error"):
+            return event_dict
+        key = (event_dict.get("event"), str(event_dict.get("error")), str(event_dict.get("reason")))
+        now = self.clock()
+        first, suppressed = self.seen.get(key, (None, 0))
+        if first is not None and now - first < self.window_s:
+            self.seen[key] = (first, suppressed + 1)
+            raise structlog.DropEvent
+        if suppressed:
+            event_dict["repeats_suppressed"] = suppressed
+        self.seen[key] = (now, 0)
+        if len(self.seen) > 10_000:
+            self.seen.clear()
+        return event_dict
+
+
+def setup_logging(fmt: str = "auto", level: str = "info", stream=None) -> None:
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() and not os.environ.get("JOURNAL_STREAM") else "json"
+    renderer = (structlog.dev.ConsoleRenderer(colors=stream.isatty()) if fmt == "console"
+                else structlog.processors.JSONRenderer(ensure_ascii=False))
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    processors = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        RateLimiter(),
+    ]
+    if fmt == "json" and not os.environ.get("JOURNAL_STREAM"):
+        processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))  # the journal stamps its own
+    elif fmt == "console":
+        processors.append(structlog.processors.TimeStamper(fmt="%H:%M:%S"))
+    processors += [structlog.processors.format_exc_info, renderer]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    # libraries that log through the standard library (watchdog) go to the same stream, tersely
+    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(name)s: %(message)s", force=True)

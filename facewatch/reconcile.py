@@ -1,0 +1,98 @@
+"""Walk the roots, compare with the store, queue what changed and mark what vanished.
+
+The safety net under the watcher: it catches what happened while the daemon was stopped and
+whatever inotify dropped. A root that is absent or unreadable is an outage: nothing under it is
+marked missing.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+import structlog
+
+from facewatch.config import WatchConfig
+from facewatch.files import inside, walk
+from facewatch.store import FileStat, Store, needs_analysis
+
+log = structlog.get_logger("facewatch.reconcile")
+
+WRITE_BATCH = 2000
+
+
+@dataclass
+class ReconcileReport:
+    seen: int = 0
+    queued: int = 0
+    missing: int = 0
+    deferred: int = 0
+    outages: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def reconcile(store: Store, roots: Iterable[str], watch: WatchConfig, now: float,
+              settle_s: float = 0.0, defer: Optional[Callable[[FileStat], None]] = None) -> ReconcileReport:
+    """Bring the store in line with the roots; files modified within `settle_s` go to `defer`."""
+    report = ReconcileReport()
+    started = time.perf_counter()
+    for root in roots:
+        if not _available(root):
+            log.warning("reconcile_outage", path=root, reason="absent or unreadable; nothing marked missing")
+            report.outages.append(root)
+            continue
+        _reconcile_root(store, root, watch, now, settle_s, defer, report)
+    report.seconds = time.perf_counter() - started
+    log.info("reconcile_finished", seen=report.seen, queued=report.queued, missing=report.missing,
+             deferred=report.deferred, outages=len(report.outages), seconds=round(report.seconds, 3))
+    return report
+
+
+def _available(root: str) -> bool:
+    try:
+        with os.scandir(root):
+            return True
+    except OSError:
+        return False
+
+
+def _reconcile_root(store, root, watch, now, settle_s, defer, report) -> None:
+    seen_dirs, unreadable = set(), []
+    batch: list[FileStat] = []
+    vanished: list[str] = []
+    for folder, stats, complete in walk(root, watch):
+        seen_dirs.add(folder)
+        if not complete:
+            unreadable.append(folder)
+        known = store.known_in_dir(folder)
+        for st in stats:
+            report.seen += 1
+            previous = known.pop(st.path, None)
+            if previous is not None and not needs_analysis(previous, st):
+                continue
+            if defer is not None and now - st.mtime_ns / 1e9 < settle_s:
+                defer(st)  # still being written, perhaps: the watcher's settle timer decides
+                report.deferred += 1
+            else:
+                batch.append(st)
+        if complete:
+            vanished += [p for p, k in known.items() if k[3] != "missing"]
+        if len(batch) >= WRITE_BATCH:
+            report.queued += store.enqueue(batch, now)
+            batch = []
+        if len(vanished) >= WRITE_BATCH and _available(root):
+            report.missing += store.mark_missing(vanished, now)
+            vanished = []
+    report.queued += store.enqueue(batch, now) if batch else 0
+    if not _available(root):  # it went away during the walk: an outage after all
+        report.outages.append(root)
+        return
+    for folder in store.known_dirs_under(root):
+        if folder in seen_dirs or any(inside(folder, u) for u in unreadable):
+            continue
+        if not watch.recursive and folder != root:
+            continue
+        vanished += [p for p, k in store.known_in_dir(folder).items() if k[3] != "missing"]
+    if vanished:
+        report.missing += store.mark_missing(vanished, now)

@@ -1,0 +1,237 @@
+"""watchdog events -> complete image files -> store.enqueue(); nothing else.
+
+Handlers only note what happened; one flusher thread turns a burst of notes into one store
+transaction. A file is complete on close-after-write or when moved into place; a file that gets
+neither (polling, or a writer we cannot see close) is queued once it has been unchanged for
+`processing.settle_s`.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+import time
+from typing import Callable, Optional
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.inotify import InotifyObserver
+from watchdog.observers.polling import PollingObserver
+
+from facewatch.config import Config
+from facewatch.files import inside, is_image_name, stat_file, walk
+from facewatch.store import FileStat, Store
+
+log = structlog.get_logger("facewatch.watcher")
+
+FLUSH_INTERVAL_S = 0.02
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, notes: queue.SimpleQueue, root: str):
+        self.notes = notes
+        self.root = root
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        src = os.fsdecode(event.src_path)
+        dest = os.fsdecode(getattr(event, "dest_path", "") or "")
+        self.notes.put((event.event_type, src, dest, event.is_directory, self.root))
+
+
+class Watcher:
+    """Observers for the watched roots, a settle list, and the flusher that writes to the store."""
+
+    def __init__(self, store: Store, config: Config, on_enqueued: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.config = config
+        self.on_enqueued = on_enqueued
+        self.clock = clock
+        self.notes: queue.SimpleQueue = queue.SimpleQueue()
+        self.observers: dict = {}  # root -> observer
+        self.settling: dict = {}  # path -> (FileStat or None, first seen unchanged at)
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._run, name="facewatch-flusher", daemon=True)
+        self._absent_logged: set = set()
+
+    # observers ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        for root in self.config.watch.paths:
+            self.watch(root)
+        self._flusher.start()
+
+    def watch(self, root: str) -> bool:
+        """Start observing `root`; False (and logged once) while it is absent or unreadable."""
+        if root in self.observers:
+            return True
+        if not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
+            if root not in self._absent_logged:
+                log.warning("watch_root_unavailable", path=root,
+                            reason="absent or unreadable; watched once it appears")
+                self._absent_logged.add(root)
+            return False
+        observer = self._start_observer(root, polling=self.config.watch.polling)
+        if observer is None:
+            return False
+        self.observers[root] = observer
+        self._absent_logged.discard(root)
+        log.info("watch_started", path=root, mode="polling" if self.config.watch.polling or
+                 isinstance(observer, PollingObserver) else "inotify")
+        return True
+
+    def _start_observer(self, root: str, polling: bool):
+        observer = PollingObserver(timeout=1.0) if polling else InotifyObserver(generate_full_events=True)
+        observer.schedule(_Handler(self.notes, root), root, recursive=self.config.watch.recursive)
+        observer.daemon = True
+        try:
+            observer.start()
+        except OSError as exc:
+            observer.stop()
+            if exc.errno == errno.ENOSPC and not polling:
+                log.error("inotify_limit_reached", path=root,
+                          reason="the kernel's inotify watch limit (fs.inotify.max_user_watches) is "
+                                 "reached; this folder is polled instead")
+                return self._start_observer(root, polling=True)
+            log.warning("watch_failed", path=root, error=exc.strerror or str(exc))
+            return None
+        return observer
+
+    def unwatch(self, root: str) -> None:
+        observer = self.observers.pop(root, None)
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+            log.info("watch_stopped", path=root)
+
+    def set_config(self, config: Config) -> list[str]:
+        """Follow a reloaded config: watch new roots, drop removed ones; returns the added roots."""
+        old = set(self.config.watch.paths)
+        self.config = config
+        for root in old - set(config.watch.paths):
+            self.unwatch(root)
+        added = [r for r in config.watch.paths if r not in old]
+        for root in added:
+            self.watch(root)
+        return added
+
+    def check_roots(self) -> list[str]:
+        """Re-watch roots that came back (or appeared); returns them, for a reconcile."""
+        came_back = []
+        for root in self.config.watch.paths:
+            observer = self.observers.get(root)
+            if observer is not None and (not observer.is_alive() or not os.path.isdir(root)):
+                log.warning("watch_root_lost", path=root, reason="the folder vanished; treated as an outage")
+                self.unwatch(root)
+            if root not in self.observers and self.watch(root):
+                came_back.append(root)
+        return came_back
+
+    def alive(self) -> bool:
+        return self._flusher.is_alive() and all(o.is_alive() for o in self.observers.values())
+
+    def stop(self) -> None:
+        for root in list(self.observers):
+            self.unwatch(root)
+        self._stop.set()
+        if self._flusher.is_alive():
+            self._flusher.join(timeout=10)
+        self._flush()  # what was noted before the observers stopped
+
+    # the flusher --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._flush()
+            except Exception as exc:  # the store may be locked or full: keep the notes, try again
+                log.warning("enqueue_failed", error=str(exc))
+                self._stop.wait(1.0)
+            self._stop.wait(FLUSH_INTERVAL_S)
+
+    def _flush(self) -> None:
+        ready: list[FileStat] = []
+        while True:
+            try:
+                note = self.notes.get_nowait()
+            except queue.Empty:
+                break
+            self._apply(note, ready)
+        ready += self._settled()
+        if ready:
+            queued = self.store.enqueue(ready, self.clock())
+            if queued:
+                log.debug("files_queued", files=queued)
+                self.on_enqueued()
+
+    def _apply(self, note: tuple, ready: list) -> None:
+        kind, src, dest, is_dir, root = note
+        now = self.clock()
+        if kind == "closed" and not is_dir:
+            self.settling.pop(src, None)
+            self._ready(src, root, ready)
+        elif kind in ("created", "modified") and not is_dir:
+            if is_image_name(src, self.config.watch.extensions):
+                self.settling[src] = (None, now)
+        elif kind == "created" and is_dir:
+            self._walk_into(src, ready)
+        elif kind == "moved":
+            self._moved(src, dest, is_dir, root, ready)
+        elif kind == "deleted":
+            self._deleted(src, is_dir, root)
+
+    def _moved(self, src: str, dest: str, is_dir: bool, root: str, ready: list) -> None:
+        now = self.clock()
+        dest_inside = bool(dest) and inside(dest, root)
+        if is_dir:
+            if src and dest_inside:
+                self.store.rename_dir(src, dest, now)
+            elif src:
+                self._deleted(src, True, root)
+            if dest_inside:
+                self._walk_into(dest, ready)  # watchdog adds no watches below a folder moved in
+            return
+        self.settling.pop(src, None)
+        renamed = bool(src) and dest_inside and is_image_name(dest, self.config.watch.extensions) \
+            and self.store.rename(src, dest, now)
+        if src and not renamed:
+            self._deleted(src, False, root)
+        if dest_inside:
+            self._ready(dest, root, ready)  # a rename keeps its results unless the bytes changed
+
+    def _deleted(self, path: str, is_dir: bool, root: str) -> None:
+        if not os.path.isdir(root):
+            return  # the root itself went away: an outage, not a deletion
+        self.settling.pop(path, None)
+        if is_dir:
+            self.store.mark_missing_under(path, self.clock())
+        self.store.mark_missing([path], self.clock())
+
+    def _ready(self, path: str, root: str, ready: list) -> None:
+        st = stat_file(path, self.config.watch, root)
+        if st is not None:
+            ready.append(st)
+
+    def _walk_into(self, folder: str, ready: list) -> None:
+        for _, stats, _ in walk(folder, self.config.watch):
+            ready.extend(stats)
+
+    def _settled(self) -> list[FileStat]:
+        """Files whose size and mtime have not changed for settle_s."""
+        now, settle = self.clock(), self.config.processing.settle_s
+        done = []
+        for path, (last, since) in list(self.settling.items()):
+            if now - since < settle:
+                continue
+            st = stat_file(path, self.config.watch)
+            if st is None:
+                del self.settling[path]
+            elif st == last or now - st.mtime_ns / 1e9 >= settle:
+                del self.settling[path]
+                done.append(st)
+            else:
+                self.settling[path] = (st, now)
+        return done
+
+    def defer(self, st: FileStat) -> None:
+        """Take a file still being written (seen by a walk) into the settle list."""
+        self.notes.put(("modified", st.path, "", False, ""))

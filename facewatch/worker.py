@@ -1,0 +1,204 @@
+"""step(): claim a batch -> analyse its files in the process pool -> save the batch in one transaction."""
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from typing import Callable, Optional
+
+import structlog
+
+from facewatch import analyse
+from facewatch.config import Config
+from facewatch.store import Claim, Result, Store
+
+log = structlog.get_logger("facewatch.worker")
+
+LEASE_S = 600.0  # a claim not saved by then goes back to the queue (release_stale)
+PIPELINE_DEPTH = 2  # batches in flight, so the pool never waits for a save
+
+
+@dataclass
+class Batch:
+    number: int
+    claims: list[Claim]
+    futures: list[Future]
+    started_at: float
+    results: Optional[list[Result]] = None
+
+    def finished(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+
+@dataclass
+class Progress:
+    batches: int = 0
+    files: int = 0  # files whose result was saved
+    detections: int = 0
+    failed: int = 0
+    last_file: Optional[str] = None
+    history: deque = field(default_factory=lambda: deque(maxlen=64))  # (time, files) samples
+
+    def rate(self, now: float, window_s: float = 30.0) -> float:
+        """Files saved per second over the last `window_s`."""
+        recent = [(t, n) for t, n in self.history if now - t <= window_s]
+        if not recent:
+            return 0.0
+        span = max(now - min(t for t, _ in recent), 1.0)
+        return sum(n for _, n in recent) / span
+
+
+class Worker:
+    """Feeds the process pool from the queue and stores what it returns."""
+
+    def __init__(self, store: Store, config: Config, name: Optional[str] = None,
+                 on_saved: Optional[Callable[[Batch], None]] = None):
+        self.store = store
+        self.config = config
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.on_saved = on_saved
+        self.inflight: deque[Batch] = deque()
+        self.progress = Progress()
+        self._pool: Optional[ProcessPoolExecutor] = None
+        self._save_backoff_until = 0.0
+        self._save_failures = 0
+
+    # the pool -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the analyser processes and wait until each has loaded its model."""
+        p, d = self.config.processing, self.config.detector
+        self._pool = ProcessPoolExecutor(
+            max_workers=p.worker_count, mp_context=get_context("spawn"),
+            initializer=analyse.init_process,
+            initargs=(self.config.database, d.model, d.min_confidence, p.max_pixels))
+        for f in [self._pool.submit(analyse.ready) for _ in range(p.worker_count)]:
+            f.result()
+
+    def stop(self, now: float, drain: bool = True) -> None:
+        """Finish (or give back) what is in flight, then stop the pool."""
+        if drain:
+            while self.inflight and self._pool is not None:
+                wait(self.inflight[0].futures, timeout=1.0)
+                self._collect(now)
+                if self.inflight and self._save_backoff_until > now:
+                    break
+        released = self.store.release(self.name)
+        if released:
+            log.info("claims_released", files=released)
+        self.inflight.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=drain, cancel_futures=True)
+            self._pool = None
+
+    # the loop -----------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return bool(self.inflight)
+
+    def step(self, now: float) -> int:
+        """Save finished batches, then claim one more if the pipeline has room; returns files saved."""
+        saved = self._collect(now)
+        if len(self.inflight) < PIPELINE_DEPTH and now >= self._save_backoff_until:
+            claims = self.store.claim(self.name, self.config.processing.batch_size, now, LEASE_S)
+            if claims:
+                self._submit(claims, now)
+        return saved
+
+    def wait(self, timeout: float) -> None:
+        """Block until an in-flight file finishes, at most `timeout` seconds."""
+        pending = [f for b in self.inflight for f in b.futures if not f.done()]
+        if pending:
+            wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+
+    def oldest_inflight_age(self, now: float) -> float:
+        return now - self.inflight[0].started_at if self.inflight else 0.0
+
+    def _submit(self, claims: list[Claim], now: float) -> None:
+        assert self._pool is not None, "Worker.start() was not called"
+        self.progress.batches += 1
+        todo, futures = [], []
+        for claim in claims:
+            if claim.attempts > self.config.processing.max_attempts:
+                done = Future()
+                done.set_result(Result(claim.file_id, "failed", error=(
+                    f"gave up after {claim.attempts - 1} attempts: analysing this file crashed or hung "
+                    "the analyser every time")))
+                futures.append(done)
+            else:
+                todo.append(claim)
+                futures.append(self._pool.submit(analyse.analyse, claim))
+        self.inflight.append(Batch(self.progress.batches, claims, futures, now))
+        log.debug("batch_claimed", batch=self.progress.batches, files=len(claims))
+
+    def _collect(self, now: float) -> int:
+        saved = 0
+        while self.inflight and self.inflight[0].finished() and now >= self._save_backoff_until:
+            batch = self.inflight[0]
+            if batch.results is None:
+                batch.results = [self._result_of(c, f) for c, f in zip(batch.claims, batch.futures)]
+            try:
+                self.store.save(self.name, batch.results, now)
+            except sqlite3.OperationalError as exc:
+                self._save_failed(exc, now)
+                break
+            if self._save_failures:
+                log.info("database_writable_again", after_failures=self._save_failures)
+                self._save_failures = 0
+            self.inflight.popleft()
+            saved += len(batch.results)
+            self._account(batch, now)
+        return saved
+
+    def _result_of(self, claim: Claim, future: Future) -> Result:
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            self._restart_pool()
+            return Result(claim.file_id, "retry", error="the analyser process died", retry_after_s=0)
+        except Exception as exc:  # a bug, not bad input: say so, keep going
+            log.error("analyse_crashed", path=claim.path, error=repr(exc))
+            result = Result(claim.file_id, "failed", error=f"internal error while analysing: {exc!r}")
+        if result.kind == "retry":
+            if claim.attempts >= self.config.processing.max_attempts:
+                return replace(result, kind="failed",
+                               error=f"{result.error} (gave up after {claim.attempts} attempts)")
+            return replace(result, retry_after_s=min(2.0 ** claim.attempts, 300.0))
+        return result
+
+    def _restart_pool(self) -> None:
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            log.warning("analyser_restarted", reason="a worker process died")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            self.start()
+
+    def _save_failed(self, exc: Exception, now: float) -> None:
+        self._save_failures += 1
+        delay = min(0.5 * 2 ** min(self._save_failures, 6), 30.0)
+        self._save_backoff_until = now + delay
+        if self._save_failures == 1 or self._save_failures % 20 == 0:
+            log.warning("database_write_failed", error=str(exc), retry_in_s=delay,
+                        failures=self._save_failures, database=self.config.database)
+
+    def _account(self, batch: Batch, now: float) -> None:
+        p = self.progress
+        p.files += len(batch.results)
+        p.history.append((now, len(batch.results)))
+        for claim, result in zip(batch.claims, batch.results):
+            p.last_file = claim.path
+            if result.kind == "done":
+                p.detections += 1
+            if result.kind == "failed":
+                p.failed += 1
+                log.warning("file_failed", path=claim.path, error=result.error)
+            elif result.kind == "missing":
+                log.info("file_vanished", path=claim.path)
+        log.info("batch_saved", batch=batch.number, files=len(batch.results),
+                 seconds=round(now - batch.started_at, 3))
+        if self.on_saved:
+            self.on_saved(batch)
