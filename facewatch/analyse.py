@@ -6,8 +6,11 @@ import hashlib
 import os
 import signal
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Optional
+
+import numpy as np
 
 from facewatch.decode import DecodeError, decode
 from facewatch.detect import Detector
@@ -33,11 +36,28 @@ def init_process(database: str, model: str, min_confidence: float, max_pixels: i
     global _state
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from facewatch.detect import MediaPipeDetector
     from facewatch.store import open_store
 
+    with _quiet_stderr():  # TensorFlow Lite greets stderr on load: not news for our logs
+        detector = MediaPipeDetector(model, min_confidence)
+        detector.detect(np.zeros((64, 64, 3), np.uint8), 64, 64)
     store = open_store(database, readonly=True)
-    _state = _ProcessState(MediaPipeDetector(model, min_confidence), store.find_by_hash, max_pixels)
+    _state = _ProcessState(detector, store.find_by_hash, max_pixels)
+
+
+@contextmanager
+def _quiet_stderr():
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def ready() -> int:

@@ -181,7 +181,7 @@ def _check(name: str, value: Any, fail) -> Any:
     if name == "watch.extensions":
         if not isinstance(value, list) or not value or not all(isinstance(e, str) and e for e in value):
             raise fail(name, f"expected a list of file extensions such as [.jpg, .png], got {value!r}")
-        return tuple(sorted({e.lower() if e.startswith(".") else "." + e.lower() for e in value}))
+        return tuple(dict.fromkeys(e.lower() if e.startswith(".") else "." + e.lower() for e in value))
     if name in ("watch.recursive", "watch.polling", "watch.follow_symlinks"):
         return _bool(name, value, fail)
     if name == "database":

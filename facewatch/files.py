@@ -14,7 +14,9 @@ log = structlog.get_logger("facewatch.files")
 
 
 def is_image_name(path: str, extensions: tuple) -> bool:
-    return os.path.splitext(path)[1].lower() in extensions
+    """A watched extension, and not hidden: rsync, Syncthing and browsers write partial files as dotfiles."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
 
 
 def inside(path: str, root: str) -> bool:

@@ -1,0 +1,226 @@
+"""Shared fixtures: real photos, real configs, a real daemon in a subprocess, bounded waits."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+FACEWATCH = [sys.executable, "-m", "facewatch.cli"]
+
+
+def wait_until(condition, timeout=30.0, interval=0.05, message="condition"):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+# photos ---------------------------------------------------------------------------------------
+def _astronaut() -> np.ndarray:
+    from skimage import data
+    return data.astronaut()  # NASA, public domain: one face
+
+
+def _cameraman() -> np.ndarray:
+    from skimage import data
+    return np.dstack([data.camera()] * 3)  # one face, grayscale
+
+
+def save_jpeg(path: Path, rgb: np.ndarray, quality: int = 92, orientation: int = 1) -> Path:
+    image = Image.fromarray(rgb)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    image.save(path, "JPEG", quality=quality, exif=exif.tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory) -> Path:
+    """Real photos with and without faces, made once per session."""
+    folder = tmp_path_factory.mktemp("photos")
+    astronaut = _astronaut()
+    save_jpeg(folder / "astronaut.jpg", astronaut)
+    save_jpeg(folder / "cameraman.jpg", _cameraman())
+    save_jpeg(folder / "two_astronauts.jpg", np.hstack([astronaut, astronaut[:, ::-1]]))
+    # stored lying on its side, with EXIF orientation 6 ("rotate 90° clockwise to view")
+    portrait = np.vstack([astronaut, np.full((256, 512, 3), 90, np.uint8)])  # 512 wide, 768 high
+    save_jpeg(folder / "sideways.jpg", np.ascontiguousarray(np.rot90(portrait, 1)), orientation=6)
+    save_jpeg(folder / "upright.jpg", portrait)
+    from skimage import data
+    Image.fromarray(data.coffee()).save(folder / "coffee.png")  # no face
+    # a large photo: decoded at reduced scale
+    big = cv2.resize(astronaut, (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    save_jpeg(folder / "astronaut_9mp.jpg", big, quality=90)
+    messi = Path("/usr/share/doc/opencv-doc/examples/data/messi5.jpg")  # Debian's opencv-doc, if present
+    if messi.exists():
+        shutil.copy(messi, folder / "messi5.jpg")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def reference_detector():
+    from facewatch.detect import MediaPipeDetector
+    detector = MediaPipeDetector("full_range", 0.5)
+    yield detector
+    detector.close()
+
+
+def reference_faces(detector, path: Path):
+    """What a hand-written loop finds: full-resolution decode (EXIF applied), full-range model."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return detector.detect(rgb, rgb.shape[1], rgb.shape[0]), rgb.shape[1], rgb.shape[0]
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
+
+
+# configs and commands -------------------------------------------------------------------------
+def write_config(folder: Path, **sections) -> Path:
+    """A config.yaml in `folder` watching folder/photos (unless watch.paths says otherwise)."""
+    raw = {"watch": {"paths": [str(folder / "photos")]}, "database": str(folder / "state" / "facewatch.db"),
+           "processing": {"settle_s": 0.5, "workers": 2},
+           "logging": {"format": "json", "level": "info"}}
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            raw.setdefault(key, {}).update(value)
+        else:
+            raw[key] = value
+    raw["watch"]["paths"] = [str(p) for p in raw["watch"]["paths"]]
+    for p in raw["watch"]["paths"]:
+        os.makedirs(p, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def facewatch(config: Path, *args, check=True, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([*FACEWATCH, "--config", str(config), *args], capture_output=True, text=True,
+                            timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"facewatch {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def status(config: Path) -> dict:
+    return json.loads(facewatch(config, "status", "--json").stdout)
+
+
+def export(config: Path) -> dict:
+    """path -> exported record."""
+    out = facewatch(config, "export", "--format", "jsonl").stdout
+    return {r["path"]: r for r in map(json.loads, out.splitlines())}
+
+
+class DaemonProcess:
+    """`facewatch run` in a subprocess, with its log in a file."""
+
+    def __init__(self, config: Path, log_path: Path):
+        self.config = config
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, wait_ready=True) -> "DaemonProcess":
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([*FACEWATCH, "--config", str(self.config), "run"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if wait_ready:
+            wait_until(lambda: "daemon_ready" in self.log_path.read_text() or self.proc.poll() is not None,
+                       timeout=60, message="the daemon to be ready")
+            assert self.proc.poll() is None, f"daemon died:\n{self.log_path.read_text()}"
+        return self
+
+    def signal(self, signum) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout=30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.log.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def events(self) -> list[dict]:
+        lines = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+        return lines
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    started = []
+
+    def start(config: Path, **kwargs) -> DaemonProcess:
+        d = DaemonProcess(config, tmp_path / f"daemon-{len(started)}.log").start(**kwargs)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.kill()
+
+
+def drop(src: Path, folder: Path, name: str = None, how: str = "copy") -> Path:
+    """Put a photo into a watched folder the way users do: a copy, or an atomic rename."""
+    dest = folder / (name or src.name)
+    if how == "copy":
+        shutil.copy(src, dest)
+    else:
+        tmp = folder.parent / f".incoming-{dest.name}"
+        shutil.copy(src, tmp)
+        os.replace(tmp, dest)
+    return dest
+
+
+# hygiene --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves a thread of ours running."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [t for t in set(threading.enumerate()) - before
+                  if t.is_alive() and t.name.startswith("facewatch")]
+        if not leaked:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"threads left running: {[t.name for t in leaked]}")

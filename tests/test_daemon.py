@@ -1,0 +1,207 @@
+"""End to end: `facewatch run` as a subprocess on real folders, real photos and the real model."""
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import (drop, export, facewatch, iou, reference_faces, save_jpeg, status, wait_until,
+                      write_config)
+
+pytestmark = pytest.mark.slow
+
+
+def all_settled(config, count):
+    s = status(config)
+    return s["files"]["done"] + s["files"]["failed"] == count and s["queue"] == {"pending": 0, "processing": 0}
+
+
+def make_variants(photo_dir, folder, n, seed=0):
+    """`n` distinct real photos (the astronaut, cropped, flipped and with noise), so each is detected."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(Image.open(photo_dir / "astronaut.jpg"))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        dx, dy = rng.integers(0, 64, 2)
+        img = base[dy:dy + 448, dx:dx + 448]
+        if i % 2:
+            img = img[:, ::-1]
+        img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+        paths.append(save_jpeg(folder / f"v{i:04d}.jpg", img, quality=85))
+    return paths
+
+
+def test_photos_dropped_into_a_running_daemon_are_indexed(tmp_path, daemon, photo_dir, reference_detector):
+    config = write_config(tmp_path)
+    photos = tmp_path / "photos"
+    d = daemon(config)
+    assert status(config)["daemon"]["running"] is True
+    drop(photo_dir / "astronaut.jpg", photos, how="copy")
+    drop(photo_dir / "two_astronauts.jpg", photos, how="rename")
+    drop(photo_dir / "sideways.jpg", photos, how="rename")
+    drop(photo_dir / "coffee.png", photos, how="copy")
+    data = (photo_dir / "cameraman.jpg").read_bytes()
+    with open(photos / "slow.jpg", "wb") as f:  # a slow upload: written in chunks over ~1.5 s
+        for i in range(0, len(data), len(data) // 10 + 1):
+            f.write(data[i:i + len(data) // 10 + 1])
+            f.flush()
+            time.sleep(0.15)
+    wait_until(lambda: all_settled(config, 5), timeout=30, message="all five photos done")
+
+    results = export(config)
+    for name, source in [("astronaut.jpg", "astronaut.jpg"), ("two_astronauts.jpg", "two_astronauts.jpg"),
+                         ("sideways.jpg", "upright.jpg"), ("coffee.png", "coffee.png"),
+                         ("slow.jpg", "cameraman.jpg")]:
+        record = results[str(photos / name)]
+        expected, width, height = reference_faces(reference_detector, photo_dir / source)
+        assert record["status"] == "done" and record["error"] is None
+        assert (record["width"], record["height"]) == (width, height), name
+        assert len(record["faces"]) == len(expected), name
+        for face in record["faces"]:
+            assert max(iou(face["bbox"], e.bbox) for e in expected) >= 0.8, name
+            assert len(face["keypoints"]) == 6
+    s = status(config)
+    assert s["files"] == {"total": 5, "done": 5, "failed": 0, "missing": 0, "with_faces": 4}
+    assert s["faces"] == 5
+    assert s["analyses"] == 5, "the slow upload was analysed more than once"
+
+    started = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - started < 10
+    after = status(config)
+    assert after["daemon"]["running"] is False
+    assert after["queue"] == {"pending": 0, "processing": 0}
+    assert after["checkpoint"]["kind"] == "daemon"
+    assert "Traceback" not in d.log_path.read_text()
+
+
+def test_sigterm_mid_batch_finishes_or_releases_and_nothing_stays_claimed(tmp_path, daemon, photo_dir):
+    config = write_config(tmp_path, processing={"batch_size": 8})
+    make_variants(photo_dir, tmp_path / "photos", 60)
+    d = daemon(config)
+    wait_until(lambda: status(config)["files"]["done"] > 0, timeout=30, message="some progress")
+    assert d.stop(timeout=15) == 0
+    s = status(config)
+    assert s["queue"]["processing"] == 0
+    assert s["files"]["done"] + s["queue"]["pending"] == 60
+    db = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"))
+    assert db.execute("SELECT count(*) FROM pending WHERE claimed_by IS NOT NULL").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM files WHERE status='processing'").fetchone()[0] == 0
+
+
+def test_changes_while_stopped_are_reconciled_at_start(tmp_path, daemon, photo_dir):
+    config = write_config(tmp_path)
+    photos = tmp_path / "photos"
+    for name in ("astronaut.jpg", "cameraman.jpg", "coffee.png"):
+        shutil.copy(photo_dir / name, photos / name)
+    facewatch(config, "scan")
+    assert status(config)["files"]["done"] == 3
+    # while stopped: one added, one edited (now two faces), one deleted
+    shutil.copy(photo_dir / "upright.jpg", photos / "added.jpg")
+    shutil.copy(photo_dir / "two_astronauts.jpg", photos / "astronaut.jpg")
+    os.unlink(photos / "coffee.png")
+    started = time.monotonic()
+    daemon(config)
+    wait_until(lambda: status(config)["files"]["done"] == 3 and status(config)["files"]["missing"] == 1
+               and status(config)["queue"]["pending"] == 0, timeout=20, message="the reconcile")
+    assert time.monotonic() - started < 15
+    results = export(config)
+    assert len(results[str(photos / "astronaut.jpg")]["faces"]) == 2
+    assert results[str(photos / "coffee.png")]["status"] == "missing"
+    assert results[str(photos / "added.jpg")]["status"] == "done"
+
+
+def test_a_root_renamed_away_marks_nothing_missing(tmp_path, daemon, photo_dir):
+    config = write_config(tmp_path, schedule={"reconcile_interval_s": 0.5})
+    photos = tmp_path / "photos"
+    shutil.copy(photo_dir / "astronaut.jpg", photos / "a.jpg")
+    d = daemon(config)
+    wait_until(lambda: status(config)["files"]["done"] == 1, timeout=20)
+    os.rename(photos, tmp_path / "elsewhere")
+    time.sleep(2)  # several reconciles and root checks
+    assert status(config)["files"]["missing"] == 0
+    os.rename(tmp_path / "elsewhere", photos)
+    shutil.copy(photo_dir / "cameraman.jpg", photos / "b.jpg")  # arrived during the outage
+    wait_until(lambda: status(config)["files"]["done"] == 2, timeout=20, message="the root to come back")
+    assert d.proc.poll() is None
+
+
+def test_status_never_reads_a_killed_daemon_as_running(tmp_path, daemon):
+    config = write_config(tmp_path)
+    d = daemon(config)
+    assert status(config)["daemon"]["running"] is True
+    assert status(config)["daemon"]["pid"] == d.proc.pid
+    d.kill()
+    s = status(config)
+    assert s["daemon"]["running"] is False and s["daemon"]["pid"] is None
+
+
+def test_a_second_daemon_or_a_scan_is_refused(tmp_path, daemon):
+    config = write_config(tmp_path)
+    daemon(config)
+    scan = facewatch(config, "scan", check=False)
+    assert scan.returncode == 3 and "in use by facewatch" in scan.stderr
+    second = facewatch(config, "run", check=False)
+    assert second.returncode == 3
+
+
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path, daemon, photo_dir, reference_detector):
+    config = write_config(tmp_path, processing={"batch_size": 16})
+    paths = make_variants(photo_dir, tmp_path / "photos", 300)
+    rng = random.Random(7)
+    kills, progress = 0, []
+    while kills < 12:
+        d = daemon(config, wait_ready=False)
+        time.sleep(rng.uniform(0.3, 2.0))  # at start-up, mid-reconcile, mid-batch, mid-save
+        d.kill()
+        kills += 1
+        progress.append(status(config)["files"]["done"])
+    assert progress[-1] < len(paths), "the work finished before the kills were done: use more photos"
+    d = daemon(config)
+    wait_until(lambda: all_settled(config, len(paths)), timeout=120, message="everything done after the kills")
+    d.stop()
+    db = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"))
+    per_file = dict(db.execute("SELECT f.path, count(x.face_id) FROM files f LEFT JOIN faces x USING (file_id) "
+                               "GROUP BY f.file_id"))
+    assert len(per_file) == len(paths)
+    sample = rng.sample(paths, 40)
+    for path in sample:
+        expected, _, _ = reference_faces(reference_detector, path)
+        assert per_file[os.fsencode(str(path))] == len(expected), path
+    assert db.execute("SELECT count(*) FROM files WHERE status != 'done'").fetchone()[0] == 0
+    analyses = db.execute("SELECT sum(runs) FROM processed_files").fetchone()[0]
+    # only batches in flight at a kill run twice: at most two batches of 16 per kill
+    assert len(paths) <= analyses <= len(paths) + kills * 2 * 16
+
+
+def test_scan_killed_halfway_is_finished_by_resume(tmp_path, photo_dir):
+    config = write_config(tmp_path, processing={"batch_size": 8})
+    make_variants(photo_dir, tmp_path / "photos", 150, seed=3)
+    nothing = facewatch(config, "resume", check=False)
+    assert nothing.returncode == 1
+    assert "No checkpoint found. Run `facewatch scan` first." in nothing.stderr
+    import subprocess
+    from conftest import FACEWATCH
+    proc = subprocess.Popen([*FACEWATCH, "--config", str(config), "scan", "--checkpoint-every", "10"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    wait_until(lambda: (status(config)["checkpoint"] or {}).get("processed_files_count", 0) >= 20,
+               timeout=60, message="a few checkpoints")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    s = status(config)
+    assert s["checkpoint"]["status"] == "in_progress" and s["files"]["done"] < 150
+    done_before = s["files"]["done"]
+    resumed = facewatch(config, "resume")
+    assert "150 done" in resumed.stdout
+    s = status(config)
+    assert s["files"]["done"] == 150 and s["checkpoint"]["status"] == "completed"
+    assert s["analyses"] <= 150 + 16  # only the batches in flight at the kill ran again
+    assert done_before > 0
+    again = facewatch(config, "resume", check=False)
+    assert again.returncode == 1

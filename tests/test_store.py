@@ -1,0 +1,214 @@
+"""The store contract, on a real SQLite file. Every backend must pass this suite."""
+import sqlite3
+
+import pytest
+
+from facewatch.store import ExportFilter, Face, FileStat, Result, open_store
+
+FACE = Face(score=0.9, bbox=(10, 20, 30, 40), keypoints=((1, 2), (3, 4)))
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request, tmp_path):
+    s = open_store(str(tmp_path / "db" / "facewatch.db"))
+    yield s
+    s.close()
+
+
+def st(path, size=100, mtime=1, ctime=1):
+    return FileStat(path, size, mtime, ctime)
+
+
+def statuses(store):
+    return {r.path: r.status for r in store.iter_files()}
+
+
+def test_migrations_are_recorded_and_idempotent(store):
+    assert store.migrations() == ["0001_initial"]
+    assert store.migrate() == []
+    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"files", "pending", "faces", "daemon", "checkpoints", "processed_files"} <= tables
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_enqueue_is_idempotent_and_requeues_only_changes(store):
+    assert store.enqueue([st("/p/a.jpg"), st("/p/b.jpg")], now=1) == 2
+    assert store.enqueue([st("/p/a.jpg")], now=2) == 0  # already queued
+    claims = store.claim("w", 10, now=3, lease_s=60)
+    store.save("w", [Result(c.file_id, "done", size=100, mtime_ns=1, ctime_ns=1, width=5, height=5,
+                            content_hash="h" + c.path) for c in claims], now=4)
+    assert store.enqueue([st("/p/a.jpg")], now=5) == 0  # unchanged
+    assert store.enqueue([st("/p/a.jpg", ctime=9)], now=5) == 0  # chmod of a done file: nothing
+    assert store.enqueue([st("/p/a.jpg", mtime=2)], now=6) == 1  # edited
+    assert statuses(store) == {"/p/a.jpg": "pending", "/p/b.jpg": "done"}
+
+
+def test_claims_are_leases_in_queue_order(store):
+    store.enqueue([st(f"/p/{i}.jpg") for i in range(5)], now=1)
+    first = store.claim("w1", 3, now=2, lease_s=10)
+    assert [c.path for c in first] == ["/p/0.jpg", "/p/1.jpg", "/p/2.jpg"]
+    assert all(c.attempts == 1 for c in first)
+    second = store.claim("w2", 10, now=2, lease_s=10)
+    assert [c.path for c in second] == ["/p/3.jpg", "/p/4.jpg"]
+    assert store.claim("w3", 10, now=3, lease_s=10) == []
+    assert store.stats()["queue"] == {"pending": 0, "processing": 5}
+    assert store.release_stale(now=5) == 0  # leases still valid
+    assert store.release_stale(now=13) == 5  # expired: back to the queue
+    again = store.claim("w3", 10, now=14, lease_s=10)
+    assert len(again) == 5 and all(c.attempts == 2 for c in again)
+
+
+def test_release_gives_claims_back_without_counting_the_attempt(store):
+    store.enqueue([st("/p/a.jpg")], now=1)
+    store.claim("w", 1, now=1, lease_s=60)
+    assert store.release("w") == 1
+    assert store.claim("w", 1, now=2, lease_s=60)[0].attempts == 1
+
+
+def test_save_writes_faces_and_replaces_old_ones_in_one_go(store):
+    store.enqueue([st("/p/a.jpg")], now=1)
+    (c,) = store.claim("w", 1, now=1, lease_s=60)
+    store.save("w", [Result(c.file_id, "done", size=100, mtime_ns=1, ctime_ns=1, width=640, height=480,
+                            faces=(FACE, FACE), content_hash="x", worker_id=77)], now=2)
+    store.enqueue([st("/p/a.jpg", mtime=2)], now=3)
+    (c,) = store.claim("w", 1, now=3, lease_s=60)
+    store.save("w", [Result(c.file_id, "done", size=100, mtime_ns=2, ctime_ns=1, width=640, height=480,
+                            faces=(FACE,), content_hash="y", worker_id=78)], now=4)
+    (record,) = list(store.iter_files())
+    assert record.status == "done" and len(record.faces) == 1
+    assert record.faces[0] == FACE
+    row = store.conn.execute("SELECT worker_id, status, runs FROM processed_files").fetchone()
+    assert row == (78, "done", 2)
+    s = store.stats()
+    assert s["faces"] == 1 and s["files"]["with_faces"] == 1 and s["analyses"] == 2
+
+
+def test_a_result_whose_claim_was_lost_is_dropped(store):
+    store.enqueue([st("/p/a.jpg")], now=1)
+    (c,) = store.claim("w1", 1, now=1, lease_s=1)
+    store.release_stale(now=5)
+    store.claim("w2", 1, now=5, lease_s=60)
+    assert store.save("w1", [Result(c.file_id, "done", width=1, height=1, faces=(FACE,))], now=6) == 0
+    assert store.stats()["faces"] == 0
+
+
+def test_a_change_during_processing_discards_the_stale_result(store):
+    store.enqueue([st("/p/a.jpg")], now=1)
+    (c,) = store.claim("w", 1, now=1, lease_s=60)
+    store.enqueue([st("/p/a.jpg", size=200, mtime=2)], now=2)  # rewritten while being read
+    assert store.save("w", [Result(c.file_id, "done", width=1, height=1, faces=(FACE,))], now=3) == 0
+    (again,) = store.claim("w", 1, now=4, lease_s=60)
+    assert again.file_id == c.file_id
+
+
+def test_failed_missing_and_retry_results(store):
+    store.enqueue([st("/p/bad.jpg"), st("/p/gone.jpg"), st("/p/busy.jpg")], now=1)
+    bad, gone, busy = store.claim("w", 3, now=1, lease_s=60)
+    store.save("w", [Result(bad.file_id, "failed", error="not an image: the file holds text"),
+                     Result(gone.file_id, "missing"),
+                     Result(busy.file_id, "retry", error="I/O error", retry_after_s=30)], now=2)
+    records = {r.path: r for r in store.iter_files()}
+    assert records["/p/bad.jpg"].status == "failed"
+    assert records["/p/bad.jpg"].error == "not an image: the file holds text"
+    assert records["/p/gone.jpg"].status == "missing"
+    assert records["/p/busy.jpg"].status == "pending"
+    assert store.claim("w", 3, now=10, lease_s=60) == []  # backing off
+    assert [c.path for c in store.claim("w", 3, now=33, lease_s=60)] == ["/p/busy.jpg"]
+    assert store.retry_failed(None, now=40) == 1
+    assert statuses(store)["/p/bad.jpg"] == "pending"
+
+
+def test_failed_file_is_requeued_when_its_permissions_change(store):
+    store.enqueue([st("/p/locked.jpg", ctime=1)], now=1)
+    (c,) = store.claim("w", 1, now=1, lease_s=60)
+    store.save("w", [Result(c.file_id, "failed", error="permission denied", size=100, mtime_ns=1, ctime_ns=1)], now=2)
+    assert store.enqueue([st("/p/locked.jpg", ctime=1)], now=3) == 0
+    assert store.enqueue([st("/p/locked.jpg", ctime=2)], now=4) == 1  # chmod changes ctime
+
+
+def test_rename_keeps_results_and_missing_keeps_them_too(store):
+    store.enqueue([st("/p/a.jpg")], now=1)
+    (c,) = store.claim("w", 1, now=1, lease_s=60)
+    store.save("w", [Result(c.file_id, "done", size=100, mtime_ns=1, ctime_ns=1, width=9, height=9,
+                            faces=(FACE,), content_hash="h")], now=2)
+    assert store.rename("/p/a.jpg", "/p/sub/b.jpg", now=3)
+    assert store.rename("/p/nope.jpg", "/p/x.jpg", now=3) is False
+    assert store.known_in_dir("/p/sub") == {"/p/sub/b.jpg": (100, 1, 1, "done")}
+    assert store.rename_dir("/p/sub", "/q/moved", now=4) == 1
+    record = store.file_record("/q/moved/b.jpg")
+    assert record.status == "done" and record.faces == [FACE]
+    assert store.mark_missing(["/q/moved/b.jpg"], now=5) == 1
+    record = store.file_record("/q/moved/b.jpg")
+    assert record.status == "missing" and record.faces == [FACE]
+    assert store.enqueue([st("/q/moved/b.jpg")], now=6) == 1  # it came back
+
+
+def test_mark_missing_under_a_folder_only_touches_that_folder(store):
+    store.enqueue([st("/p/a/1.jpg"), st("/p/a/b/2.jpg"), st("/p/ab/3.jpg")], now=1)
+    assert store.mark_missing_under("/p/a", now=2) == 2
+    assert statuses(store) == {"/p/a/1.jpg": "missing", "/p/a/b/2.jpg": "missing", "/p/ab/3.jpg": "pending"}
+    assert store.queue_size() == 1
+    assert sorted(store.known_dirs_under("/p")) == ["/p/ab"]
+
+
+def test_paths_that_are_not_utf8_round_trip(store):
+    odd = b"/p/caf\xe9 \xff.jpg".decode("utf-8", "surrogateescape")
+    store.enqueue([st(odd), st("/p/日本 photo.jpg")], now=1)
+    assert set(statuses(store)) == {odd, "/p/日本 photo.jpg"}
+
+
+def test_reused_result_copies_faces_of_the_same_bytes(store):
+    store.enqueue([st("/p/a.jpg"), st("/p/copy.jpg")], now=1)
+    a, copy = store.claim("w", 2, now=1, lease_s=60)
+    store.save("w", [Result(a.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=3, height=4,
+                            faces=(FACE,), content_hash="same")], now=2)
+    assert store.find_by_hash("same", exclude_id=copy.file_id) == a.file_id
+    store.save("w", [Result(copy.file_id, "reused", size=1, mtime_ns=1, ctime_ns=1, content_hash="same",
+                            source_id=a.file_id)], now=3)
+    record = store.file_record("/p/copy.jpg")
+    assert (record.width, record.height, record.faces) == (3, 4, [FACE])
+    assert store.stats()["analyses"] == 1  # no second detection
+
+
+def test_export_filters(store):
+    store.enqueue([st("/p/a.jpg"), st("/p/b.jpg")], now=1)
+    a, b = store.claim("w", 2, now=1, lease_s=60)
+    store.save("w", [Result(a.file_id, "done", width=1, height=1, faces=(FACE, FACE)),
+                     Result(b.file_id, "failed", error="bad")], now=1_800_000_000)
+    assert [r.path for r in store.iter_files(ExportFilter(min_faces=2))] == ["/p/a.jpg"]
+    assert [r.path for r in store.iter_files(ExportFilter(statuses=("failed",)))] == ["/p/b.jpg"]
+    assert list(store.iter_files(ExportFilter(since="2030-01-01T00:00:00+00:00"))) == []
+
+
+def test_the_foreign_keys_are_enforced(store):
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute("INSERT INTO processed_files (file_id, worker_id, status) VALUES (999, 1, 'done')")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) "
+                           "VALUES (999, 0, 1, 0, 0, 1, 1, '[]')")
+
+
+def test_a_reader_sees_a_snapshot_while_the_writer_writes(store, tmp_path):
+    store.enqueue([st(f"/p/{i}.jpg") for i in range(50)], now=1)
+    reader = open_store(store.database, readonly=True)
+    rows = reader.iter_files()
+    first = next(rows)
+    store.enqueue([st(f"/p/new{i}.jpg") for i in range(50)], now=2)  # the writer is not blocked
+    assert first.path == "/p/0.jpg" and len([first, *rows]) == 50
+    assert reader.stats()["files"]["total"] == 100
+    reader.close()
+
+
+def test_daemon_heartbeat_and_checkpoints(store):
+    store.daemon_started(1234, now=100)
+    store.heartbeat(now=105)
+    assert store.daemon_info()["heartbeat_at"] == 105
+    cid = store.save_checkpoint(1, 100, "in_progress", {"total_files": 17000})
+    latest = store.latest_checkpoint("scan")
+    assert latest["id"] == cid and latest["metadata"] == {"total_files": 17000}
+    store.set_checkpoint_status(cid, "completed")
+    assert store.latest_checkpoint()["status"] == "completed"
+    assert store.latest_checkpoint("daemon") is None
+    store.daemon_stopped(now=110)
+    assert store.daemon_info()["heartbeat_at"] is None
