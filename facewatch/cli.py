@@ -169,5 +169,25 @@ def retry(ctx: click.Context, paths: tuple, retry_all: bool) -> None:
     click.echo(f"{queued} file{'s' if queued != 1 else ''} queued again")
 
 
+@main.command("install-unit")
+@click.option("--output", default="/etc/systemd/system/facewatch.service", show_default=True,
+              help="Where to write the unit; - for stdout.")
+@click.option("--config-file", default="/etc/facewatch/config.yaml", show_default=True,
+              help="The config the service reads.")
+def install_unit(output: str, config_file: str) -> None:
+    """Write the systemd unit, with ExecStart pointing at this installation of facewatch."""
+    from facewatch.unit import render_unit, unit_warnings
+    executable = os.path.join(sys.prefix, "bin", "facewatch")
+    text = render_unit(executable, config_file)
+    for warning in unit_warnings(executable, config_file):
+        click.echo(f"facewatch: warning: {warning}", err=True)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(text)
+    click.echo(f"wrote {output}; now: systemctl daemon-reload && systemctl enable --now facewatch", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

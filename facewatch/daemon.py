@@ -119,7 +119,7 @@ class Daemon:
         self.jobs.add("reconcile", self.reconcile_job, s.reconcile_interval_s, now=True)
         self.jobs.add("checkpoint", self.checkpoint_job, s.checkpoint_interval_s)
         self.jobs.add("release_stale", self.release_stale_job, STALE_CLAIMS_S)
-        self.jobs.add("pulse", self.pulse_job, PULSE_S)
+        self.jobs.add("pulse", self.pulse_job, min(PULSE_S, self.notifier.watchdog_interval_s() or PULSE_S))
         self.jobs.add("status", lambda: self.notifier.send(status=self.status_line()), STATUS_S)
         self.jobs.add("check_roots", self.check_roots_job, ROOTS_CHECK_S)
 
