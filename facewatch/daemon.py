@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from typing import Callable, Optional
@@ -137,14 +138,22 @@ class Daemon:
                 continue
             woke = self.wake.wait(1.0)
             self.wake.clear()
-            if woke and self.store.queue_size(self.clock()) < p.batch_size:
+            if woke and self._queue_size() < p.batch_size:
                 self.signals.stop.wait(p.max_batch_wait_s)  # let a burst gather into one batch
+
+    def _queue_size(self) -> int:
+        try:
+            return self.store.queue_size(self.clock())
+        except sqlite3.OperationalError:
+            return 0  # the worker's next claim will say what is wrong, and back off
 
     # jobs -------------------------------------------------------------------------------------
     def reconcile_job(self, roots=None) -> None:
-        reconcile(self.store, roots or self.config.watch.paths, self.config.watch, self.clock(),
-                  settle_s=self.config.processing.settle_s, defer=self.watcher.defer)
+        report = reconcile(self.store, roots or self.config.watch.paths, self.config.watch, self.clock(),
+                           settle_s=self.config.processing.settle_s, defer=self.watcher.defer)
         self.wake.set()
+        for root, folders in report.folders.items():
+            self.watcher.check_coverage(root, folders)
 
     def check_roots_job(self) -> None:
         came_back = self.watcher.check_roots()
@@ -180,8 +189,8 @@ class Daemon:
         if reason:
             self.notifier.send(status=f"unhealthy: {reason}")
             return
+        self.notifier.send(watchdog=1)  # healthy even when the disk is full: nothing to restart
         self.store.heartbeat(self.clock())
-        self.notifier.send(watchdog=1)
 
     def health(self, now: float) -> Optional[str]:
         """None when healthy, else why not."""

@@ -71,7 +71,7 @@ def _header(data: bytes) -> tuple[str, int, int, int]:
     except UnidentifiedImageError:
         raise DecodeError(f"not an image: {_sniff(data)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DecodeError(f"unreadable image header: {exc}") from None
+        raise DecodeError(_reason(exc, "unreadable image header")) from None
 
 
 def _sniff(data: bytes) -> str:
@@ -102,10 +102,13 @@ def _decode_with_pillow(data: bytes, draft: bool = False) -> np.ndarray:
                 im.load()
                 return np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as exc:
-        message = str(exc)
-        if "truncated" in message:
-            raise DecodeError("truncated image: the file ends before the picture does") from None
-        raise DecodeError(f"corrupt image data: {message}") from None
+        raise DecodeError(_reason(exc, "corrupt image data")) from None
+
+
+def _reason(exc: Exception, what: str) -> str:
+    if "truncated" in str(exc).lower():
+        return "truncated image: the file ends before the picture does"
+    return f"{what}: {exc}"
 
 
 def _orient(rgb: np.ndarray, orientation: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """APScheduler jobs of the daemon: checkpoint, reconcile, release stale claims, pulse."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Callable
 
@@ -47,7 +48,9 @@ class Jobs:
                 self._running.add(name)
             try:
                 func()
-            except Exception as exc:  # a failed run is logged; the next one is still due
+            except sqlite3.OperationalError as exc:  # locked or full: the next run tries again
+                log.warning("job_failed", job=name, error=str(exc))
+            except Exception as exc:  # a bug: log it whole; the next run is still due
                 log.error("job_failed", job=name, error=str(exc), exc_info=True)
             finally:
                 with self._lock:

@@ -22,7 +22,7 @@ class RateLimiter:
     def __call__(self, logger, method_name, event_dict):
         if method_name not in ("warning", "error"):
             return event_dict
-        key = (event_dict.get("event"), str(event_dict.get("error")), str(event_dict.get("reason")))
+        key = tuple(str(event_dict.get(k)) for k in ("event", "error", "reason", "path", "job"))
         now = self.clock()
         first, suppressed = self.seen.get(key, (None, 0))
         if first is not None and now - first < self.window_s:

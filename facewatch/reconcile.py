@@ -29,6 +29,7 @@ class ReconcileReport:
     missing: int = 0
     deferred: int = 0
     outages: list = field(default_factory=list)
+    folders: dict = field(default_factory=dict)  # root -> folders walked
     seconds: float = 0.0
 
 
@@ -63,6 +64,7 @@ def _reconcile_root(store, root, watch, now, settle_s, defer, report) -> None:
     vanished: list[str] = []
     for folder, stats, complete in walk(root, watch):
         seen_dirs.add(folder)
+        report.folders[root] = report.folders.get(root, 0) + 1
         if not complete:
             unreadable.append(folder)
         known = store.known_in_dir(folder)

@@ -7,9 +7,11 @@ neither (polling, or a writer we cannot see close) is queued once it has been un
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import queue
+import sqlite3
 import threading
 import time
 from typing import Callable, Optional
@@ -26,6 +28,32 @@ from facewatch.store import FileStat, Store
 log = structlog.get_logger("facewatch.watcher")
 
 FLUSH_INTERVAL_S = 0.02
+FALLBACK_POLL_S = 10.0  # polling a tree costs a stat of every file: not every second
+
+
+def _watched_folders(observer) -> Optional[int]:
+    """How many folders an inotify observer really watches (None if watchdog hides it)."""
+    try:
+        return sum(len(e._inotify._active_callbacks_by_path) for e in observer.emitters)
+    except AttributeError:
+        return None
+
+
+def _watch_limit_reached(path: str) -> bool:
+    """Ask the kernel directly: can this user add one more inotify watch?"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0:
+        return ctypes.get_errno() in (errno.EMFILE, errno.ENOSPC)
+    try:
+        return libc.inotify_add_watch(fd, os.fsencode(path), 0x100) < 0 and ctypes.get_errno() == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def _observing(observer) -> bool:
+    """The observer thread and every emitter thread under it are running."""
+    return observer.is_alive() and all(e.is_alive() for e in observer.emitters)
 
 
 class _Handler(FileSystemEventHandler):
@@ -50,10 +78,12 @@ class Watcher:
         self.clock = clock
         self.notes: queue.SimpleQueue = queue.SimpleQueue()
         self.observers: dict = {}  # root -> observer
-        self.settling: dict = {}  # path -> (FileStat or None, first seen unchanged at)
+        self.settling: dict = {}  # path -> (FileStat or None, unchanged since, its root)
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._run, name="facewatch-flusher", daemon=True)
         self._absent_logged: set = set()
+        self._carry: list = []  # notes not yet applied (the store was locked or full)
+        self._complete: list[FileStat] = []  # complete files not yet written to the store
 
     # observers ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -80,8 +110,8 @@ class Watcher:
                  isinstance(observer, PollingObserver) else "inotify")
         return True
 
-    def _start_observer(self, root: str, polling: bool):
-        observer = PollingObserver(timeout=1.0) if polling else InotifyObserver(generate_full_events=True)
+    def _start_observer(self, root: str, polling: bool, poll_every_s: float = 1.0):
+        observer = PollingObserver(timeout=poll_every_s) if polling else InotifyObserver(generate_full_events=True)
         observer.schedule(_Handler(self.notes, root), root, recursive=self.config.watch.recursive)
         observer.daemon = True
         try:
@@ -89,13 +119,31 @@ class Watcher:
         except OSError as exc:
             observer.stop()
             if exc.errno == errno.ENOSPC and not polling:
-                log.error("inotify_limit_reached", path=root,
-                          reason="the kernel's inotify watch limit (fs.inotify.max_user_watches) is "
-                                 "reached; this folder is polled instead")
-                return self._start_observer(root, polling=True)
+                self._log_watch_limit(root)
+                return self._start_observer(root, polling=True, poll_every_s=FALLBACK_POLL_S)
             log.warning("watch_failed", path=root, error=exc.strerror or str(exc))
             return None
         return observer
+
+    def check_coverage(self, root: str, folders: int) -> None:
+        """After a walk found `folders` folders: if inotify could not watch them all because the
+        watch limit is reached (watchdog drops that error for subfolders), poll the root instead."""
+        observer = self.observers.get(root)
+        if not isinstance(observer, InotifyObserver) or not self.config.watch.recursive:
+            return
+        watched = _watched_folders(observer)
+        if watched is None or watched >= folders or not _watch_limit_reached(root):
+            return
+        self._log_watch_limit(root, watched=watched, folders=folders)
+        self.unwatch(root)
+        observer = self._start_observer(root, polling=True, poll_every_s=FALLBACK_POLL_S)
+        if observer is not None:
+            self.observers[root] = observer
+
+    def _log_watch_limit(self, root: str, **counts) -> None:
+        log.error("inotify_limit_reached", path=root, **counts,
+                  reason="the kernel's inotify watch limit (fs.inotify.max_user_watches) is reached; this "
+                         "folder is polled instead and reconciled; raise the limit for instant updates")
 
     def unwatch(self, root: str) -> None:
         observer = self.observers.pop(root, None)
@@ -120,15 +168,18 @@ class Watcher:
         came_back = []
         for root in self.config.watch.paths:
             observer = self.observers.get(root)
-            if observer is not None and (not observer.is_alive() or not os.path.isdir(root)):
+            if observer is not None and not os.path.isdir(root):
                 log.warning("watch_root_lost", path=root, reason="the folder vanished; treated as an outage")
+                self.unwatch(root)
+            elif observer is not None and not _observing(observer):
+                log.warning("watch_restarted", path=root, reason="the observer stopped (inotify limit?)")
                 self.unwatch(root)
             if root not in self.observers and self.watch(root):
                 came_back.append(root)
         return came_back
 
     def alive(self) -> bool:
-        return self._flusher.is_alive() and all(o.is_alive() for o in self.observers.values())
+        return self._flusher.is_alive() and all(_observing(o) for o in self.observers.values())
 
     def stop(self) -> None:
         for root in list(self.observers):
@@ -143,22 +194,29 @@ class Watcher:
         while not self._stop.is_set():
             try:
                 self._flush()
-            except Exception as exc:  # the store may be locked or full: keep the notes, try again
-                log.warning("enqueue_failed", error=str(exc))
+            except sqlite3.Error as exc:  # the store is locked or full: the notes wait
+                log.warning("enqueue_failed", error=str(exc), reason="kept in memory; retrying")
                 self._stop.wait(1.0)
             self._stop.wait(FLUSH_INTERVAL_S)
 
     def _flush(self) -> None:
-        ready: list[FileStat] = []
+        """Apply the notes gathered since the last flush; on a store error keep what is left."""
+        notes, self._carry = self._carry, []
         while True:
             try:
-                note = self.notes.get_nowait()
+                notes.append(self.notes.get_nowait())
             except queue.Empty:
                 break
-            self._apply(note, ready)
-        ready += self._settled()
-        if ready:
-            queued = self.store.enqueue(ready, self.clock())
+        for i, note in enumerate(notes):
+            try:
+                self._apply(note, self._complete)
+            except sqlite3.Error:
+                self._carry = notes[i:]
+                raise
+        self._complete += self._settled()
+        if self._complete:
+            queued = self.store.enqueue(self._complete, self.clock())
+            self._complete = []
             if queued:
                 log.debug("files_queued", files=queued)
                 self.on_enqueued()
@@ -166,12 +224,12 @@ class Watcher:
     def _apply(self, note: tuple, ready: list) -> None:
         kind, src, dest, is_dir, root = note
         now = self.clock()
-        if kind == "closed" and not is_dir:
+        if kind in ("closed", "attrib") and not is_dir:  # attrib: a chmod may make a failed file readable
             self.settling.pop(src, None)
             self._ready(src, root, ready)
         elif kind in ("created", "modified") and not is_dir:
             if is_image_name(src, self.config.watch.extensions):
-                self.settling[src] = (None, now)
+                self.settling[src] = (None, now, root)
         elif kind == "created" and is_dir:
             self._walk_into(src, ready)
         elif kind == "moved":
@@ -219,19 +277,20 @@ class Watcher:
         """Files whose size and mtime have not changed for settle_s."""
         now, settle = self.clock(), self.config.processing.settle_s
         done = []
-        for path, (last, since) in list(self.settling.items()):
+        for path, (last, since, root) in list(self.settling.items()):
             if now - since < settle:
                 continue
-            st = stat_file(path, self.config.watch)
+            st = stat_file(path, self.config.watch, root)
             if st is None:
                 del self.settling[path]
             elif st == last or now - st.mtime_ns / 1e9 >= settle:
                 del self.settling[path]
                 done.append(st)
             else:
-                self.settling[path] = (st, now)
+                self.settling[path] = (st, now, root)
         return done
 
     def defer(self, st: FileStat) -> None:
         """Take a file still being written (seen by a walk) into the settle list."""
-        self.notes.put(("modified", st.path, "", False, ""))
+        root = next((r for r in self.config.watch.paths if inside(st.path, r)), None)
+        self.notes.put(("modified", st.path, "", False, root))

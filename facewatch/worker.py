@@ -19,7 +19,8 @@ from facewatch.store import Claim, Result, Store
 
 log = structlog.get_logger("facewatch.worker")
 
-LEASE_S = 600.0  # a claim not saved by then goes back to the queue (release_stale)
+LEASE_S = 600.0
+OUTAGE_RETRY_S = 30.0  # a claim not saved by then goes back to the queue (release_stale)
 PIPELINE_DEPTH = 2  # batches in flight, so the pool never waits for a save
 
 
@@ -51,6 +52,18 @@ class Progress:
             return 0.0
         span = max(now - min(t for t, _ in recent), 1.0)
         return sum(n for _, n in recent) / span
+
+
+def root_available(path: str, roots) -> bool:
+    """Whether the watched root holding `path` (if any) can be listed now."""
+    for root in roots:
+        if path.startswith(root.rstrip("/") + "/"):
+            try:
+                with os.scandir(root):
+                    return True
+            except OSError:
+                return False
+    return True
 
 
 class Worker:
@@ -104,7 +117,11 @@ class Worker:
         """Save finished batches, then claim one more if the pipeline has room; returns files saved."""
         saved = self._collect(now)
         if len(self.inflight) < PIPELINE_DEPTH and now >= self._save_backoff_until:
-            claims = self.store.claim(self.name, self.config.processing.batch_size, now, LEASE_S)
+            try:
+                claims = self.store.claim(self.name, self.config.processing.batch_size, now, LEASE_S)
+            except sqlite3.OperationalError as exc:
+                self._save_failed(exc, now)
+                return saved
             if claims:
                 self._submit(claims, now)
         return saved
@@ -163,6 +180,10 @@ class Worker:
         except Exception as exc:  # a bug, not bad input: say so, keep going
             log.error("analyse_crashed", path=claim.path, error=repr(exc))
             result = Result(claim.file_id, "failed", error=f"internal error while analysing: {exc!r}")
+        if result.kind == "missing" and not root_available(claim.path, self.config.watch.paths):
+            # the file's watched folder is gone (an unmounted share): an outage, not a deletion
+            return replace(result, kind="deferred", error="its watched folder is unavailable",
+                           retry_after_s=OUTAGE_RETRY_S)
         if result.kind == "retry":
             if claim.attempts >= self.config.processing.max_attempts:
                 return replace(result, kind="failed",

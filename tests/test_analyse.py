@@ -1,12 +1,14 @@
 """decode -> detect on real photos with the real MediaPipe model, and clear errors for bad bytes."""
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import iou, reference_faces, save_jpeg
+from conftest import NO_DAC, iou, reference_faces, save_jpeg
 from facewatch.analyse import analyse_file
 from facewatch.decode import DecodeError, decode
 from facewatch.store import Claim
@@ -125,13 +127,15 @@ def test_a_vanished_file_is_missing_not_failed(tmp_path, reference_detector):
     assert analyse(tmp_path / "gone.jpg", reference_detector).kind == "missing"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its mode")
-def test_an_unreadable_file_fails_with_permission_denied(tmp_path, reference_detector, photo_dir):
+def test_an_unreadable_file_fails_with_permission_denied(tmp_path, photo_dir):
     path = tmp_path / "locked.jpg"
     path.write_bytes((photo_dir / "astronaut.jpg").read_bytes())
     path.chmod(0)
-    result = analyse(path, reference_detector)
-    assert result.kind == "failed" and "permission denied" in result.error
+    code = ("import sys; from facewatch.analyse import analyse_file; from facewatch.store import Claim; "
+            "r = analyse_file(Claim(1, sys.argv[1], None, 1), None, lambda h, i: None, 10**8); "
+            "print(r.kind, r.error, sep='|')")
+    out = subprocess.run([*NO_DAC, sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert out.stdout.strip() == "failed|permission denied: the daemon's user cannot read this file", out.stderr
 
 
 def test_grayscale_and_alpha_and_16_bit(tmp_path, reference_detector, photo_dir):

@@ -1,10 +1,12 @@
 """Reconcile: what changed while nobody watched, on real folders and a real SQLite store."""
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from conftest import write_config
+from conftest import NO_DAC, write_config
 from facewatch.config import load_config
 from facewatch.reconcile import reconcile
 from facewatch.store import Result, open_store
@@ -61,17 +63,23 @@ def test_an_absent_root_is_an_outage_not_a_deletion(env, photo_dir, tmp_path):
     assert statuses(store) == {"a.jpg": "done"}
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a folder whatever its mode")
-def test_an_unreadable_subfolder_marks_nothing_missing(env, photo_dir):
+def test_an_unreadable_subfolder_marks_nothing_missing(env, photo_dir, tmp_path):
     config, store, photos = env
     (photos / "private").mkdir()
     shutil.copy(photo_dir / "astronaut.jpg", photos / "private" / "a.jpg")
     reconcile(store, [str(photos)], config.watch, now=1)
     (photos / "private").chmod(0)
+    code = ("import sys; from facewatch.config import load_config; from facewatch.store import open_store; "
+            "from facewatch.reconcile import reconcile; c = load_config(sys.argv[1]); "
+            "print(reconcile(open_store(c.database), c.watch.paths, c.watch, now=2).missing)")
     try:
-        assert reconcile(store, [str(photos)], config.watch, now=2).missing == 0
+        out = subprocess.run([*NO_DAC, sys.executable, "-c", code, str(tmp_path / "config.yaml")],
+                             capture_output=True, text=True)
     finally:
         (photos / "private").chmod(0o755)
+    assert out.stdout.strip().splitlines()[-1] == "0", out.stderr
+    assert "folder_unreadable" in out.stdout + out.stderr
+    assert statuses(store) == {"a.jpg": "pending"}
 
 
 def test_symlinks_out_of_the_root_are_not_followed_and_loops_do_not_hang(env, photo_dir, tmp_path):

@@ -46,7 +46,7 @@ class Result:
 
     kind: done (detected), reused (same bytes as `source_id`, copy its faces), unchanged (same
     bytes as last time), failed (permanent), retry (transient; back to the queue later),
-    missing (the file is gone).
+    deferred (an outage: back to the queue, the attempt not counted), missing (the file is gone).
     """
     file_id: int
     kind: str

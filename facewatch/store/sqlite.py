@@ -180,9 +180,10 @@ class SQLiteStore:
         return saved
 
     def _save_one(self, c, r: Result, now: float) -> None:
-        if r.kind == "retry":
-            c.execute("UPDATE pending SET claimed_by=NULL, claimed_until=NULL, not_before=? WHERE file_id=?",
-                      (now + r.retry_after_s, r.file_id))
+        if r.kind in ("retry", "deferred"):
+            uncount = 1 if r.kind == "deferred" else 0  # an outage is not the file's fault
+            c.execute("UPDATE pending SET claimed_by=NULL, claimed_until=NULL, not_before=?, "
+                      "attempts=MAX(attempts-?, 0) WHERE file_id=?", (now + r.retry_after_s, uncount, r.file_id))
             c.execute("UPDATE files SET status='pending', error=?, updated_at=? WHERE file_id=?",
                       (r.error, iso(now), r.file_id))
             return
