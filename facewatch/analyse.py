@@ -24,7 +24,7 @@ TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno
 @dataclass
 class _ProcessState:
     detector: Detector
-    find_by_hash: Callable[[str, int], Optional[int]]
+    find_by_hash: Callable[[str, int], Optional[tuple]]
     max_pixels: int
 
 
@@ -70,7 +70,7 @@ def analyse(claim: Claim) -> Result:
     return analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels)
 
 
-def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, int], Optional[int]],
+def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, int], Optional[tuple]],
                  max_pixels: int) -> Result:
     """Everything one file needs, with every failure turned into a Result that says why."""
     worker_id = os.getpid()
@@ -96,8 +96,9 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
     if content_hash == claim.content_hash:
         return Result(claim.file_id, "unchanged", content_hash=content_hash, **seen)
     source = find_by_hash(content_hash, claim.file_id)
-    if source is not None:
-        return Result(claim.file_id, "reused", content_hash=content_hash, source_id=source, **seen)
+    if source is not None:  # the same bytes were analysed at another path: a copy, or a move
+        kind = "reused" if os.path.lexists(source[1]) else "moved"
+        return Result(claim.file_id, kind, content_hash=content_hash, source_id=source[0], **seen)
     try:
         picture = decode(data, max_pixels)
     except DecodeError as exc:

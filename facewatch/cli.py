@@ -169,6 +169,39 @@ def retry(ctx: click.Context, paths: tuple, retry_all: bool) -> None:
     click.echo(f"{queued} file{'s' if queued != 1 else ''} queued again")
 
 
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--draw", metavar="OUT.jpg", help="Write the picture with its faces drawn on.")
+@click.pass_context
+def show(ctx: click.Context, path: str, as_json: bool, draw: Optional[str]) -> None:
+    """One file: its status, size, faces and error."""
+    from facewatch.export import open_reader
+    store = open_reader(_config(ctx).database)
+    record = store.file_record(os.path.abspath(path)) if store else None
+    if record is None:
+        click.echo(f"facewatch: {os.path.abspath(path)}: not in the index", err=True)
+        ctx.exit(1)
+    if as_json:
+        click.echo(json.dumps({**record.as_dict(), "size": record.size, "content_hash": record.content_hash}))
+    else:
+        click.echo(f"{record.path}\n  status     {record.status}" + (f" ({record.error})" if record.error else ""))
+        click.echo(f"  size       {record.size} bytes, {record.width}x{record.height} pixels")
+        click.echo(f"  analysed   {record.processed_at or 'not yet'}")
+        click.echo(f"  faces      {len(record.faces)}")
+        for i, face in enumerate(record.faces):
+            x, y, w, h = face.bbox
+            click.echo(f"    #{i}  score {face.score:.2f}  box x={x} y={y} w={w} h={h}")
+    if draw:
+        from facewatch.draw import draw_faces
+        try:
+            width, height = draw_faces(record, draw)
+        except ValueError as exc:
+            click.echo(f"facewatch: {exc}", err=True)
+            ctx.exit(1)
+        click.echo(f"drew {len(record.faces)} faces on {draw} ({width}x{height})", err=True)
+
+
 @main.command("install-unit")
 @click.option("--output", default="/etc/systemd/system/facewatch.service", show_default=True,
               help="Where to write the unit; - for stdout.")

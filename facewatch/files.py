@@ -57,6 +57,9 @@ def walk(root: str, watch: WatchConfig) -> Iterator[tuple[str, list[FileStat], b
             with os.scandir(folder) as entries:
                 for entry in entries:
                     _visit(entry, watch, real_root, files, stack)
+        except FileNotFoundError:
+            yield folder, files, False  # moved or deleted while we walked: the watcher or the next walk sees it
+            continue
         except OSError as exc:
             log.warning("folder_unreadable", path=folder, error=exc.strerror or str(exc))
             yield folder, files, False

@@ -77,6 +77,22 @@ def photo_dir(tmp_path_factory) -> Path:
     return folder
 
 
+def make_variants(photo_dir: Path, folder: Path, n: int, seed: int = 0, prefix: str = "v") -> list[Path]:
+    """`n` distinct real photos (the astronaut, cropped, flipped and with noise), so each is detected."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(Image.open(photo_dir / "astronaut.jpg"))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        dx, dy = rng.integers(0, 64, 2)
+        img = base[dy:dy + 448, dx:dx + 448]
+        if i % 2:
+            img = img[:, ::-1]
+        img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+        paths.append(save_jpeg(folder / f"{prefix}{i:04d}.jpg", img, quality=85))
+    return paths
+
+
 @pytest.fixture(scope="session")
 def reference_detector():
     from facewatch.detect import MediaPipeDetector

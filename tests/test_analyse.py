@@ -71,8 +71,10 @@ def test_unchanged_bytes_are_not_detected_again(photo_dir, reference_detector):
     first = analyse(photo_dir / "astronaut.jpg", reference_detector)
     again = analyse(photo_dir / "astronaut.jpg", reference_detector, content_hash=first.content_hash)
     assert again.kind == "unchanged" and again.faces == ()
-    copy = analyse(photo_dir / "astronaut.jpg", reference_detector, find=lambda h, i: 42)
+    copy = analyse(photo_dir / "astronaut.jpg", reference_detector, find=lambda h, i: (42, str(photo_dir / "coffee.png")))
     assert copy.kind == "reused" and copy.source_id == 42
+    moved = analyse(photo_dir / "astronaut.jpg", reference_detector, find=lambda h, i: (42, "/gone/a.jpg"))
+    assert moved.kind == "moved" and moved.source_id == 42
 
 
 def png_bytes(array, **kw):

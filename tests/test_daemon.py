@@ -6,11 +6,9 @@ import signal
 import sqlite3
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import (drop, export, facewatch, iou, reference_faces, save_jpeg, status, wait_until,
+from conftest import (drop, export, facewatch, iou, make_variants, reference_faces, status, wait_until,
                       write_config)
 
 pytestmark = pytest.mark.slow
@@ -19,22 +17,6 @@ pytestmark = pytest.mark.slow
 def all_settled(config, count):
     s = status(config)
     return s["files"]["done"] + s["files"]["failed"] == count and s["queue"] == {"pending": 0, "processing": 0}
-
-
-def make_variants(photo_dir, folder, n, seed=0):
-    """`n` distinct real photos (the astronaut, cropped, flipped and with noise), so each is detected."""
-    rng = np.random.default_rng(seed)
-    base = np.asarray(Image.open(photo_dir / "astronaut.jpg"))
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        dx, dy = rng.integers(0, 64, 2)
-        img = base[dy:dy + 448, dx:dx + 448]
-        if i % 2:
-            img = img[:, ::-1]
-        img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
-        paths.append(save_jpeg(folder / f"v{i:04d}.jpg", img, quality=85))
-    return paths
 
 
 def test_photos_dropped_into_a_running_daemon_are_indexed(tmp_path, daemon, photo_dir, reference_detector):

@@ -163,12 +163,25 @@ def test_reused_result_copies_faces_of_the_same_bytes(store):
     a, copy = store.claim("w", 2, now=1, lease_s=60)
     store.save("w", [Result(a.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=3, height=4,
                             faces=(FACE,), content_hash="same")], now=2)
-    assert store.find_by_hash("same", exclude_id=copy.file_id) == a.file_id
+    assert store.find_by_hash("same", exclude_id=copy.file_id) == (a.file_id, "/p/a.jpg")
     store.save("w", [Result(copy.file_id, "reused", size=1, mtime_ns=1, ctime_ns=1, content_hash="same",
                             source_id=a.file_id)], now=3)
     record = store.file_record("/p/copy.jpg")
     assert (record.width, record.height, record.faces) == (3, 4, [FACE])
     assert store.stats()["analyses"] == 1  # no second detection
+
+
+def test_moved_result_hands_the_old_row_its_new_path(store):
+    store.enqueue([st("/p/old.jpg"), st("/p/new.jpg")], now=1)
+    old, new = store.claim("w", 2, now=1, lease_s=60)
+    store.save("w", [Result(old.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=3, height=4,
+                            faces=(FACE,), content_hash="same", worker_id=5)], now=2)
+    store.save("w", [Result(new.file_id, "moved", size=1, mtime_ns=2, ctime_ns=2, content_hash="same",
+                            source_id=old.file_id)], now=3)
+    assert store.file_record("/p/old.jpg") is None
+    record = store.file_record("/p/new.jpg")
+    assert record.file_id == old.file_id and record.status == "done" and record.faces == [FACE]
+    assert store.stats()["files"]["total"] == 1 and store.stats()["analyses"] == 1
 
 
 def test_export_filters(store):

@@ -208,6 +208,13 @@ class SQLiteStore:
                 [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]))
                  for i, f in enumerate(r.faces)])
             self._log_processed(c, r)
+        elif r.kind in ("reused", "moved") and self._source_status(c, r.source_id) is None:
+            # the row we would take the results from is gone: analyse the file after all
+            c.execute("INSERT INTO pending (file_id, enqueued_at) VALUES (?, ?)", (r.file_id, now))
+            return
+        elif r.kind == "moved" or self._source_status(c, r.source_id) == "missing":
+            self._adopt(c, r, now)  # the same bytes vanished elsewhere: a move we did not see
+            return
         elif r.kind == "reused":
             c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
             c.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) "
@@ -222,6 +229,20 @@ class SQLiteStore:
                   "width=?, height=?, face_count=?, processed_at=?, updated_at=? WHERE file_id=?",
                   (r.size, r.mtime_ns, r.ctime_ns, r.content_hash, width, height, count,
                    iso(now), iso(now), r.file_id))
+
+    @staticmethod
+    def _source_status(c, file_id: int) -> Optional[str]:
+        row = c.execute("SELECT status FROM files WHERE file_id=?", (file_id,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _adopt(c, r: Result, now: float) -> None:
+        """The missing row `r.source_id` takes over `r.file_id`'s path, keeping its results and history."""
+        path, folder = c.execute("SELECT path, dir FROM files WHERE file_id=?", (r.file_id,)).fetchone()
+        c.execute("DELETE FROM files WHERE file_id=?", (r.file_id,))
+        c.execute("UPDATE files SET path=?, dir=?, status='done', size=?, mtime_ns=?, ctime_ns=?, error=NULL, "
+                  "updated_at=? WHERE file_id=?",
+                  (path, folder, r.size, r.mtime_ns, r.ctime_ns, iso(now), r.source_id))
 
     @staticmethod
     def _log_processed(c, r: Result) -> None:
@@ -326,11 +347,12 @@ class SQLiteStore:
             (_b(root.rstrip("/")), lo, hi)).fetchall()
         return iter(_s(r[0]) for r in rows)
 
-    def find_by_hash(self, content_hash: str, exclude_id: int) -> Optional[int]:
+    def find_by_hash(self, content_hash: str, exclude_id: int) -> Optional[tuple[int, str]]:
+        """(file_id, path) of an analysed file with these bytes, preferring one still present."""
         row = self.conn.execute(
-            "SELECT file_id FROM files WHERE content_hash=? AND file_id != ? AND status IN ('done', 'missing') "
+            "SELECT file_id, path FROM files WHERE content_hash=? AND file_id != ? AND status IN ('done', 'missing') "
             "AND width IS NOT NULL ORDER BY status = 'done' DESC LIMIT 1", (content_hash, exclude_id)).fetchone()
-        return row[0] if row else None
+        return (row[0], _s(row[1])) if row else None
 
     # reading ----------------------------------------------------------------------------------
     def stats(self) -> dict:
