@@ -27,29 +27,39 @@ def sources() -> list[np.ndarray]:
     return found
 
 
-def photo(src: np.ndarray, size: tuple, rng: np.random.Generator) -> np.ndarray:
-    """One photo-like picture of `size` (width, height) from `src`."""
+def photo(src: np.ndarray, size: tuple, rng: np.random.Generator, noise: np.ndarray) -> np.ndarray:
+    """One photo-like picture of `size` (width, height) from `src`: framing, flip, light, sensor noise."""
     width, height = size
     h, w = src.shape[:2]
-    aspect = width / height
-    crop_w = int(min(w, h * aspect) * rng.uniform(0.8, 1.0))
-    crop_h = int(crop_w / aspect)
-    x, y = rng.integers(0, w - crop_w + 1), rng.integers(0, h - crop_h + 1)
-    img = src[y:y + crop_h, x:x + crop_w]
+    # widen or heighten the frame to the camera's aspect with the edges' own colours (no new faces)
+    pad_x = max(0, round(h * width / height) - w)
+    pad_y = max(0, round(w * height / width) - h)
+    left = int(rng.integers(0, pad_x + 1))
+    top = int(rng.integers(0, pad_y + 1))
+    img = cv2.copyMakeBorder(src, top, pad_y - top, left, pad_x - left, cv2.BORDER_REPLICATE)
     if rng.random() < 0.5:
         img = img[:, ::-1]
-    img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    img = img * rng.uniform(0.85, 1.15) + rng.normal(0, 4, img.shape)  # light and sensor noise
-    return np.clip(img, 0, 255).astype(np.uint8)
+    img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_CUBIC)
+    img = cv2.convertScaleAbs(img, alpha=rng.uniform(0.85, 1.15))
+    shift = int(rng.integers(0, noise.shape[0]))  # the same noise field, moved
+    noisy = img.astype(np.int16)
+    noisy += np.roll(noise, shift, axis=0)
+    return np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
+
+
+def make_noise(size: tuple, rng: np.random.Generator, sigma: float = 4.0) -> np.ndarray:
+    width, height = size
+    return rng.normal(0, sigma, (height, width, 3)).astype(np.int16)
 
 
 def make_corpus(out: Path, count: int, size: str, seed: int = 0) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     pics = sources()
+    noise = make_noise(SIZES[size], rng)
     paths = []
     for i in range(count):
-        rgb = photo(pics[i % len(pics)], SIZES[size], rng)
+        rgb = photo(pics[i % len(pics)], SIZES[size], rng, noise)
         path = out / f"photo_{size}_{i:05d}.jpg"
         tmp = path.with_name(f".{path.name}.tmp.jpg")
         cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])

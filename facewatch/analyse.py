@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import signal
 import stat
+import sys
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
+import xxhash
 
 from facewatch.decode import DecodeError, decode
 from facewatch.detect import Detector
@@ -40,11 +42,29 @@ def init_process(database: str, model: str, min_confidence: float, max_pixels: i
     from facewatch.detect import MediaPipeDetector
     from facewatch.store import open_store
 
+    without_matplotlib()
     with _quiet_stderr():  # TensorFlow Lite greets stderr on load: not news for our logs
         detector = MediaPipeDetector(model, min_confidence)
         detector.detect(np.zeros((64, 64, 3), np.uint8), 64, 64)
     store = open_store(database, readonly=True)
     _state = _ProcessState(detector, store.find_by_hash, max_pixels)
+
+
+def without_matplotlib() -> None:
+    """`import mediapipe` imports matplotlib.pyplot (0.3 s per process) for a plotting helper that
+    analysers never call. Give these processes a stand-in that says so if anything ever does."""
+    if "matplotlib" in sys.modules:
+        return
+
+    class _NotHere(types.ModuleType):
+        def __getattr__(self, name):
+            raise ImportError(f"matplotlib is not loaded in facewatch's analyser processes ({self.__name__}.{name})")
+
+    pyplot = _NotHere("matplotlib.pyplot")
+    package = _NotHere("matplotlib")
+    package.__path__ = []
+    package.pyplot = pyplot
+    sys.modules.update({"matplotlib": package, "matplotlib.pyplot": pyplot})
 
 
 @contextmanager
@@ -70,6 +90,11 @@ def analyse(claim: Claim) -> Result:
     return analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels)
 
 
+def content_id(data: bytes) -> str:
+    """What identifies a file's bytes: their length and their 128-bit XXH3 hash."""
+    return f"{len(data)}:{xxhash.xxh3_128_hexdigest(data)}"
+
+
 def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, int], Optional[tuple]],
                  max_pixels: int) -> Result:
     """Everything one file needs, with every failure turned into a Result that says why."""
@@ -92,7 +117,7 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
         return Result(claim.file_id, kind, error=f"cannot read the file: {exc.strerror or exc}",
                       worker_id=worker_id)
     seen = dict(size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, worker_id=worker_id)
-    content_hash = hashlib.sha256(data).hexdigest()
+    content_hash = content_id(data)
     if content_hash == claim.content_hash:
         return Result(claim.file_id, "unchanged", content_hash=content_hash, **seen)
     source = find_by_hash(content_hash, claim.file_id)

@@ -44,6 +44,8 @@ def main(ctx: click.Context, config_path: Optional[str]) -> None:
 def run(ctx: click.Context) -> None:
     """Run the daemon in the foreground (what systemd starts)."""
     config = _config(ctx)
+    from facewatch.pool import start_analyser_server
+    start_analyser_server()
     _logging(config)
     from facewatch.daemon import Daemon
     from facewatch.lock import DatabaseBusy
@@ -92,6 +94,8 @@ def resume(ctx: click.Context, checkpoint_every: int) -> None:
 
 
 def _one_shot(ctx: click.Context, config: Config, call) -> None:
+    from facewatch.pool import start_analyser_server
+    start_analyser_server()  # it loads the models while we walk the folders
     _logging(config, level="warning" if sys.stderr.isatty() else None)
     from facewatch import scan as scan_module
     from facewatch.lock import DatabaseBusy

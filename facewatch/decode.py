@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -11,13 +13,14 @@ from PIL import Image, UnidentifiedImageError
 
 Image.MAX_IMAGE_PIXELS = None  # the pixel limit is ours (processing.max_pixels), checked below
 
-# The detector resizes its input to 192x192 (full range) or 128x128 (short range). Decoding a
-# JPEG at 1/2, 1/4 or 1/8 scale is far cheaper than a full decode; keep at least this many pixels
-# on the long side so small faces in the frame survive the reduction (see bench/fidelity.py).
+# The full-range detector sees its input at 192x192. Decoding a JPEG at 1/2, 1/4 or 1/8 scale
+# (libjpeg's DCT scaling) is far cheaper than a full decode; keep at least this many pixels on
+# the long side so small faces survive. bench/throughput.py prints the fidelity this gives.
 MIN_LONG_SIDE = 480
 _REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
             2: cv2.IMREAD_REDUCED_COLOR_2, 1: cv2.IMREAD_COLOR}
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class DecodeError(Exception):
@@ -29,36 +32,80 @@ class Decoded:
     rgb: np.ndarray  # what the detector sees
     width: int  # of the full-resolution image as a viewer shows it
     height: int
-    format: str
 
 
 def decode(data: bytes, max_pixels: int, full_resolution: bool = False) -> Decoded:
     """Decode `data`; JPEGs are decoded at a reduced scale unless `full_resolution`."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    fmt, width, height, orientation = _header(data)
+    size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
+    if size is None:
+        return _decode_other(data, max_pixels)
+    width, height = size
+    _check_pixels(width, height, max_pixels)
+    _check_jpeg_complete(data)
+    factor = 1 if full_resolution else max(f for f in _REDUCED if f == 1 or max(size) / f >= MIN_LONG_SIDE)
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor] | cv2.IMREAD_COLOR_RGB)
+    if rgb is None:
+        return _decode_other(data, max_pixels)
+    if (rgb.shape[1] > rgb.shape[0]) != (width > height) and width != height:
+        width, height = height, width  # OpenCV applied an EXIF rotation
+    return Decoded(rgb, width, height)
+
+
+def jpeg_size(data: bytes) -> Optional[tuple[int, int]]:
+    """(width, height) from a JPEG's frame header, or None when there is none to find."""
+    i, end = 2, len(data)
+    while i + 4 <= end:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7):
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if marker in _SOF and i + 9 <= end:
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return (width, height) if width and height else None
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise DecodeError(
             f"image is {width}x{height} pixels ({width * height / 1e6:.0f} MP), above the limit of "
             f"{max_pixels / 1e6:.0f} MP (processing.max_pixels)")
+
+
+def _check_jpeg_complete(data: bytes) -> None:
+    """A JPEG without its end marker is usually cut short: let Pillow confirm and say so."""
+    if data[-64:].rstrip(b"\0\r\n ")[-2:] == b"\xff\xd9":
+        return
+    _decode_with_pillow(data, draft=True)
+
+
+def _decode_other(data: bytes, max_pixels: int) -> Decoded:
+    """PNG, WebP, BMP, TIFF, and JPEGs OpenCV will not read: full size, first frame."""
+    width, height, orientation = _header(data)
+    _check_pixels(width, height, max_pixels)
     if orientation in _ROTATED:
         width, height = height, width
-    factor = 1
-    if fmt == "JPEG" and not full_resolution:
-        _check_jpeg_complete(data)
-        factor = max([f for f in _REDUCED if max(width, height) / f >= MIN_LONG_SIDE] or [1])
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
-    if bgr is not None:
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # OpenCV applies EXIF orientation itself
-        if (rgb.shape[1] > rgb.shape[0]) != (width > height) and rgb.shape[0] != rgb.shape[1]:
-            rgb = _orient(rgb, orientation)  # a format whose orientation OpenCV does not read
-    else:
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+    if rgb is None:
         rgb = _orient(_decode_with_pillow(data), orientation)
-    return Decoded(rgb=np.ascontiguousarray(rgb), width=width, height=height, format=fmt)
+    elif (rgb.shape[1] > rgb.shape[0]) != (width > height) and width != height:
+        rgb = _orient(rgb, orientation)  # a format whose orientation OpenCV does not read
+    return Decoded(np.ascontiguousarray(rgb), width, height)
 
 
-def _header(data: bytes) -> tuple[str, int, int, int]:
-    """Format, stored width and height, and EXIF orientation, from the header alone."""
+def _header(data: bytes) -> tuple[int, int, int]:
+    """Stored width and height, and EXIF orientation, from the header alone."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -67,7 +114,7 @@ def _header(data: bytes) -> tuple[str, int, int, int]:
                     orientation = int(im.getexif().get(0x0112, 1))
                 except Exception:  # a broken EXIF block is not a broken picture
                     orientation = 1
-                return im.format or "unknown", im.width, im.height, orientation
+                return im.width, im.height, orientation
     except UnidentifiedImageError:
         raise DecodeError(f"not an image: {_sniff(data)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -85,13 +132,6 @@ def _sniff(data: bytes) -> str:
         return "unrecognised format (not JPEG, PNG, WebP, BMP, TIFF or GIF)"
 
 
-def _check_jpeg_complete(data: bytes) -> None:
-    """A JPEG without its end marker is usually cut short: let Pillow confirm and say so."""
-    if data.rstrip(b"\0\r\n ")[-2:] == b"\xff\xd9":
-        return
-    _decode_with_pillow(data, draft=True)
-
-
 def _decode_with_pillow(data: bytes, draft: bool = False) -> np.ndarray:
     try:
         with warnings.catch_warnings():
@@ -101,6 +141,8 @@ def _decode_with_pillow(data: bytes, draft: bool = False) -> np.ndarray:
                     im.draft("RGB", (im.width // 8, im.height // 8))
                 im.load()
                 return np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise DecodeError(f"not an image: {_sniff(data)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(_reason(exc, "corrupt image data")) from None
 

@@ -19,7 +19,10 @@ class MediaPipeDetector:
     """MediaPipe's legacy face-detection solution; its models ship in the mediapipe wheel."""
 
     def __init__(self, model: str = "full_range", min_confidence: float = 0.5):
-        import mediapipe as mp  # heavy: only the processes that detect import it
+        # `import mediapipe` costs half a second (it imports every solution and matplotlib), but
+        # importing the face-detection module alone leaves some graph options unregistered and
+        # its non-maximum suppression silently off: measured, duplicate faces. Import it whole.
+        import mediapipe as mp
 
         self._solution = mp.solutions.face_detection.FaceDetection(
             model_selection=MODELS[model], min_detection_confidence=min_confidence)

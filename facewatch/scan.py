@@ -34,6 +34,8 @@ def scan(config: Config, paths: Optional[list], checkpoint_every: int, progress:
     lock = DatabaseLock(config.database)
     lock.acquire()
     store = open_store(config.database)
+    worker = Worker(store, config)
+    worker.start(wait=False)  # the models load while the folders are walked
     try:
         store.release_stale(float("inf"))
         roots = paths or list(config.watch.paths)
@@ -42,8 +44,9 @@ def scan(config: Config, paths: Optional[list], checkpoint_every: int, progress:
         tracker = CheckpointTracker(DatabaseCheckpointManager(store, "scan"), total, checkpoint_every)
         tracker.save()  # resumable from the very start
         log.info("scan_started", paths=roots, queued=total, seen=report.seen)
-        return _drain(config, store, tracker, progress)
+        return _drain(worker, store, tracker, progress)
     finally:
+        worker.stop(time.time(), drain=False)
         store.close()
         lock.release()
 
@@ -66,13 +69,15 @@ def resume(config: Config, checkpoint_every: int, progress: bool) -> dict:
                                     processed_files_count=total - remaining)
         log.info("scan_resumed", checkpoint_id=checkpoint["id"], batch=checkpoint["batch_number"],
                  remaining=remaining, total=total)
-        return _drain(config, store, tracker, progress)
+        worker = Worker(store, config)
+        worker.start(wait=False)
+        return _drain(worker, store, tracker, progress)
     finally:
         store.close()
         lock.release()
 
 
-def _drain(config: Config, store, tracker: CheckpointTracker, progress: bool) -> dict:
+def _drain(worker: Worker, store, tracker: CheckpointTracker, progress: bool) -> dict:
     signals = Signals(threading.Event())
     signals.install()
     bar = ProgressBar(tracker.total_files, tracker.processed) if progress else None
@@ -83,8 +88,7 @@ def _drain(config: Config, store, tracker: CheckpointTracker, progress: bool) ->
         if bar:
             bar.show(tracker.processed)
 
-    worker = Worker(store, config, on_saved=on_saved)
-    worker.start()
+    worker.on_saved = on_saved
     try:
         while not signals.stop.is_set():
             now = time.time()

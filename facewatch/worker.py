@@ -8,13 +8,13 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
 from typing import Callable, Optional
 
 import structlog
 
 from facewatch import analyse
 from facewatch.config import Config
+from facewatch.pool import analyser_context
 from facewatch.store import Claim, Result, Store
 
 log = structlog.get_logger("facewatch.worker")
@@ -82,15 +82,17 @@ class Worker:
         self._save_failures = 0
 
     # the pool -----------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the analyser processes and wait until each has loaded its model."""
+    def start(self, wait: bool = True) -> None:
+        """Start the analyser processes; with `wait`, until each has loaded its model."""
         p, d = self.config.processing, self.config.detector
         self._pool = ProcessPoolExecutor(
-            max_workers=p.worker_count, mp_context=get_context("spawn"),
+            max_workers=p.worker_count, mp_context=analyser_context(),
             initializer=analyse.init_process,
             initargs=(self.config.database, d.model, d.min_confidence, p.max_pixels))
-        for f in [self._pool.submit(analyse.ready) for _ in range(p.worker_count)]:
-            f.result()
+        warming = [self._pool.submit(analyse.ready) for _ in range(p.worker_count)]
+        if wait:
+            for f in warming:
+                f.result()
 
     def stop(self, now: float, drain: bool = True) -> None:
         """Finish (or give back) what is in flight, then stop the pool."""

@@ -77,7 +77,8 @@ def photo_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def make_variants(photo_dir: Path, folder: Path, n: int, seed: int = 0, prefix: str = "v") -> list[Path]:
+def make_variants(photo_dir: Path, folder: Path, n: int, seed: int = 0, prefix: str = "v",
+                  side: int = 448) -> list[Path]:
     """`n` distinct real photos (the astronaut, cropped, flipped and with noise), so each is detected."""
     rng = np.random.default_rng(seed)
     base = np.asarray(Image.open(photo_dir / "astronaut.jpg"))
@@ -89,6 +90,8 @@ def make_variants(photo_dir: Path, folder: Path, n: int, seed: int = 0, prefix: 
         if i % 2:
             img = img[:, ::-1]
         img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+        if side != 448:
+            img = cv2.resize(img, (side, side), interpolation=cv2.INTER_LINEAR)
         paths.append(save_jpeg(folder / f"{prefix}{i:04d}.jpg", img, quality=85))
     return paths
 

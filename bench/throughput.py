@@ -1,0 +1,154 @@
+"""Throughput and fidelity, in one run on one corpus:
+
+  (a) the loop a user would write: cv2.imread at full size, MediaPipe full range, one SQLite
+      insert and commit per file, in one process;
+  (b) `facewatch scan` on a fresh database (wall time of the whole command, start-up included);
+  (c) the decode floor: only reading and decoding every file at the scale facewatch uses, on all cores.
+
+    python bench/throughput.py                      # makes bench-corpus/12mp (300 photos) if needed
+    python bench/throughput.py --corpus DIR
+
+It prints images/s for each, the ratios (b)/(a) and (b)/(c), and how the faces facewatch stores
+compare with the full-resolution loop's: total count, and the overlap (IoU) of faces found by both.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+HAND_LOOP = r'''
+import json, sqlite3, sys, time
+import cv2, mediapipe as mp
+files, db_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+db = sqlite3.connect(db_path)
+db.execute("CREATE TABLE faces (path TEXT, score REAL, x INT, y INT, w INT, h INT)")
+detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+found = {}
+for path in open(files).read().splitlines():
+    bgr = cv2.imread(path)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    h, w = rgb.shape[:2]
+    boxes = []
+    for d in detector.process(rgb).detections or []:
+        b = d.location_data.relative_bounding_box
+        box = [round(b.xmin * w), round(b.ymin * h), round(b.width * w), round(b.height * h)]
+        boxes.append(box)
+        db.execute("INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?)", (path, d.score[0], *box))
+    db.commit()
+    found[path] = boxes
+json.dump(found, open(out, "w"))
+'''
+
+
+def iou(a, b) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
+
+
+def _decode_one(path: str) -> int:
+    import cv2
+    import numpy as np
+
+    from facewatch.decode import MIN_LONG_SIDE, _REDUCED, jpeg_size
+    with open(path, "rb") as f:
+        data = f.read()
+    size = jpeg_size(data)
+    factor = max(k for k in _REDUCED if k == 1 or max(size) / k >= MIN_LONG_SIDE)
+    return cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor] | cv2.IMREAD_COLOR_RGB).shape[0]
+
+
+def decode_floor(files: list[str]) -> float:
+    """Seconds to read and decode every file at facewatch's scale, on all cores (pool already up)."""
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count()) as pool:
+        pool.map(_decode_one, files[:4])  # start-up and imports are not part of the floor
+        started = time.perf_counter()
+        pool.map(_decode_one, files, chunksize=4)
+        return time.perf_counter() - started
+
+
+def hand_loop(files: list[str], work: Path) -> tuple[float, dict]:
+    listing = work / "files.txt"
+    listing.write_text("\n".join(files))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", HAND_LOOP, str(listing), str(work / "loop.db"), str(work / "loop.json")],
+                   check=True, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started, json.loads((work / "loop.json").read_text())
+
+
+def facewatch_scan(corpus: Path, work: Path) -> tuple[float, dict]:
+    config = work / "config.yaml"
+    config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {work / 'fw.db'}\nlogging: {{level: warning}}\n")
+    facewatch = [sys.executable, "-m", "facewatch.cli", "--config", str(config)]
+    started = time.perf_counter()
+    subprocess.run([*facewatch, "scan"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    out = subprocess.run([*facewatch, "export"], check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(line) for line in out.splitlines()]
+    return elapsed, {r["path"]: [f["bbox"] for f in r["faces"]] for r in rows if r["status"] == "done"}
+
+
+def fidelity(reference: dict, ours: dict) -> dict:
+    ref_total = sum(len(v) for v in reference.values())
+    our_total = sum(len(ours.get(p, [])) for p in reference)
+    ious = []
+    for path, ref_boxes in reference.items():
+        left = list(ours.get(path, []))
+        for box in ref_boxes:
+            if not left:
+                break
+            best = max(left, key=lambda b: iou(box, b))
+            if iou(box, best) > 0.3:  # the same face
+                ious.append(iou(box, best))
+                left.remove(best)
+    return {"reference_faces": ref_total, "facewatch_faces": our_total,
+            "count_difference_pct": 100.0 * (our_total - ref_total) / ref_total if ref_total else 0.0,
+            "matched": len(ious), "min_iou": min(ious) if ious else None,
+            "share_iou_ge_0_8": sum(i >= 0.8 for i in ious) / len(ious) if ious else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="facewatch throughput against a hand-written loop and the decode floor")
+    parser.add_argument("--corpus", type=Path, default=HERE.parent / "bench-corpus" / "12mp")
+    parser.add_argument("--count", type=int, default=300, help="photos to make when the corpus is empty")
+    parser.add_argument("--size", default="12mp", help="their size: 12mp or 1080p")
+    args = parser.parse_args()
+    files = sorted(str(p) for p in args.corpus.glob("[!.]*.jpg")) if args.corpus.is_dir() else []
+    if not files:
+        from make_corpus import make_corpus
+        print(f"making {args.count} photos of {args.size} in {args.corpus} ...", flush=True)
+        files = sorted(str(p) for p in make_corpus(args.corpus, args.count, args.size))
+    n = len(files)
+    print(f"corpus: {n} JPEGs in {args.corpus}; machine: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        floor_s = decode_floor(files)  # also warms the page cache for all three
+        print(f"(c) decode floor        {n / floor_s:7.1f} images/s  ({floor_s:.1f} s)", flush=True)
+        loop_s, reference = hand_loop(files, work)
+        print(f"(a) hand-written loop   {n / loop_s:7.1f} images/s  ({loop_s:.1f} s)", flush=True)
+        scan_s, ours = facewatch_scan(args.corpus, work)
+        print(f"(b) facewatch scan      {n / scan_s:7.1f} images/s  ({scan_s:.1f} s, start-up included)")
+    print(f"(b)/(a) = {loop_s / scan_s:.2f}x   (target >= 7)")
+    print(f"(b)/(c) = {floor_s / scan_s:.2f}    (target >= 0.75)")
+    f = fidelity(reference, ours)
+    print(f"fidelity: {f['facewatch_faces']} faces vs {f['reference_faces']} at full resolution "
+          f"({f['count_difference_pct']:+.1f}%, target within 3%); {f['matched']} found by both, "
+          f"IoU >= 0.8 for {100 * (f['share_iou_ge_0_8'] or 0):.1f}% of them (min {f['min_iou'] or 0:.2f})")
+
+
+if __name__ == "__main__":
+    main()

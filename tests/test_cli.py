@@ -1,0 +1,45 @@
+"""The thin CLI: status stays light and honest before anything exists; helpers say what they did."""
+import json
+import subprocess
+import sys
+
+from conftest import facewatch, write_config
+
+
+def test_status_before_anything_exists(tmp_path):
+    config = write_config(tmp_path)
+    s = json.loads(facewatch(config, "status", "--json").stdout)
+    assert s["daemon"]["running"] is False and s["checkpoint"] is None
+    assert s["files"] == {"total": 0, "done": 0, "failed": 0, "missing": 0, "with_faces": 0}
+    assert s["queue"] == {"pending": 0, "processing": 0} and s["faces"] == 0
+    assert s["watch"] == [str(tmp_path / "photos")]
+    assert not (tmp_path / "state").exists(), "status must not create the database"
+    assert "not running" in facewatch(config, "status").stdout
+
+
+def test_status_never_imports_mediapipe_and_answers_fast(tmp_path):
+    config = write_config(tmp_path)
+    code = ("import sys, time; t = time.perf_counter(); from facewatch.cli import main\n"
+            "try:\n    main(['--config', sys.argv[1], 'status', '--json'])\nexcept SystemExit:\n    pass\n"
+            "print(time.perf_counter() - t, 'mediapipe' in sys.modules, 'cv2' in sys.modules, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True)
+    seconds, mediapipe, cv2 = out.stderr.split()
+    assert mediapipe == "False" and cv2 == "False"
+    assert float(seconds) < 0.5
+
+
+def test_install_unit_points_at_this_installation(tmp_path):
+    out = facewatch(write_config(tmp_path), "install-unit", "--output", "-").stdout
+    exec_start = [line for line in out.splitlines() if line.startswith("ExecStart=")]
+    assert exec_start == [f"ExecStart={sys.prefix}/bin/facewatch --config /etc/facewatch/config.yaml run"]
+    assert "Type=notify" in out and "WatchdogSec=" in out
+
+
+def test_retry_needs_paths_or_all(tmp_path):
+    result = facewatch(write_config(tmp_path), "retry", check=False)
+    assert result.returncode == 2 and "--all" in result.stderr
+
+
+def test_scan_of_a_path_that_is_not_a_folder(tmp_path):
+    result = facewatch(write_config(tmp_path), "scan", str(tmp_path / "nope"), check=False)
+    assert result.returncode == 2 and "not a folder" in result.stderr
