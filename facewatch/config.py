@@ -49,6 +49,7 @@ class DetectorConfig:
 class ScheduleConfig:
     checkpoint_interval_s: float = 60
     reconcile_interval_s: float = 3600
+    full_reconcile_interval_s: float = 86400
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,8 @@ def _check(name: str, value: Any, fail) -> Any:
         return _positive_int(name, value, fail, minimum=1000)
     if name in ("processing.max_batch_wait_s", "processing.settle_s"):
         return _non_negative_float(name, value, fail)
-    if name in ("schedule.checkpoint_interval_s", "schedule.reconcile_interval_s"):
+    if name in ("schedule.checkpoint_interval_s", "schedule.reconcile_interval_s",
+                "schedule.full_reconcile_interval_s"):
         return _non_negative_float(name, value, fail, positive=True)
     if name == "detector.model":
         return _choice(name, value, fail, ("full_range", "short_range"))

@@ -88,7 +88,9 @@ class Daemon:
         self.jobs = Jobs()
         self.tick = clock()
         self.unhealthy_reason: Optional[str] = None
-        self._overflow = _OverflowHandler(lambda: self.jobs.run_soon("reconcile"))
+        self._overflow = _OverflowHandler(self._events_lost)
+        self._last_full_reconcile = float("-inf")
+        self._full_reconcile_due = True
 
     # start ------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -148,12 +150,23 @@ class Daemon:
             return 0  # the worker's next claim will say what is wrong, and back off
 
     # jobs -------------------------------------------------------------------------------------
+    def _events_lost(self) -> None:
+        self._full_reconcile_due = True
+        self.jobs.run_soon("reconcile")
+
     def reconcile_job(self, roots=None) -> None:
-        report = reconcile(self.store, roots or self.config.watch.paths, self.config.watch, self.clock(),
-                           settle_s=self.config.processing.settle_s, defer=self.watcher.defer)
+        """Full at start, for roots that came back, after lost events and once a day; else quick."""
+        now = self.clock()
+        full = (roots is not None or self._full_reconcile_due
+                or now - self._last_full_reconcile >= self.config.schedule.full_reconcile_interval_s)
+        if full and roots is None:
+            self._full_reconcile_due, self._last_full_reconcile = False, now
+        report = reconcile(self.store, roots or self.config.watch.paths, self.config.watch, now,
+                           settle_s=self.config.processing.settle_s, defer=self.watcher.defer, quick=not full)
         self.wake.set()
         for root, folders in report.folders.items():
-            self.watcher.check_coverage(root, folders)
+            if self.watcher.check_coverage(root, folders):
+                self.reconcile_job([root])  # whatever arrived while the watch was switched
 
     def check_roots_job(self) -> None:
         came_back = self.watcher.check_roots()

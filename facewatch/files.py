@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Iterator, Optional
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
 
 import structlog
 
@@ -37,47 +38,58 @@ def stat_file(path: str, watch: WatchConfig, root: Optional[str] = None) -> Opti
     return FileStat(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def walk(root: str, watch: WatchConfig) -> Iterator[tuple[str, list[FileStat], bool]]:
-    """(folder, its image files, whether it was read whole) for `root` and, if recursive, below.
+@dataclass
+class Folder:
+    """One folder as a walk found it."""
+    path: str
+    mtime_ns: int
+    files: Optional[list]  # its image files; None when `unchanged` said not to look at them
+    complete: bool  # read whole (False: unreadable, or gone while we walked)
 
-    One folder at a time, so a million files never sit in memory together. Symlinked folders are
-    not entered unless `follow_symlinks`; then each real folder is entered once (no loops).
+
+def walk(root: str, watch: WatchConfig,
+         unchanged: Callable[[str, int], bool] = lambda path, mtime_ns: False) -> Iterator[Folder]:
+    """`root` and, if recursive, every folder below it, one at a time.
+
+    A million files never sit in memory together. A folder for which `unchanged(path, mtime_ns)`
+    is true is only searched for subfolders: its files are neither listed nor stat'ed. Symlinked
+    folders are not entered unless `follow_symlinks`; then each real folder is entered once.
     """
     real_root = os.path.realpath(root)
     visited: set = set()
     stack = [root]
     while stack:
-        folder = stack.pop()
-        files: list[FileStat] = []
+        path = stack.pop()
         try:
-            st = os.stat(folder)
+            st = os.stat(path)
             if (st.st_dev, st.st_ino) in visited:
                 continue
             visited.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as entries:
+            files = None if unchanged(path, st.st_mtime_ns) else []
+            with os.scandir(path) as entries:
                 for entry in entries:
                     _visit(entry, watch, real_root, files, stack)
-        except FileNotFoundError:
-            yield folder, files, False  # moved or deleted while we walked: the watcher or the next walk sees it
+        except FileNotFoundError:  # moved or deleted while we walked: the watcher or the next walk sees it
+            yield Folder(path, 0, [], False)
             continue
         except OSError as exc:
-            log.warning("folder_unreadable", path=folder, error=exc.strerror or str(exc))
-            yield folder, files, False
+            log.warning("folder_unreadable", path=path, error=exc.strerror or str(exc))
+            yield Folder(path, 0, [], False)
             continue
-        yield folder, files, True
+        yield Folder(path, st.st_mtime_ns, files, True)
 
 
-def _visit(entry: os.DirEntry, watch: WatchConfig, real_root: str, files: list, stack: list) -> None:
+def _visit(entry: os.DirEntry, watch: WatchConfig, real_root: str, files: Optional[list], stack: list) -> None:
     try:
         is_link = entry.is_symlink()
-        if is_link and not watch.follow_symlinks:
-            if not inside(os.path.realpath(entry.path), real_root):
-                return
+        if is_link and not watch.follow_symlinks and not inside(os.path.realpath(entry.path), real_root):
+            return
         if entry.is_dir():
             if watch.recursive and (not is_link or watch.follow_symlinks):
                 stack.append(entry.path)
             return
-        if not is_image_name(entry.name, watch.extensions):
+        name = entry.name
+        if files is None or name[0] == "." or os.path.splitext(name)[1].lower() not in watch.extensions:
             return
         st = entry.stat()
         if stat.S_ISREG(st.st_mode):

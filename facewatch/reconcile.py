@@ -20,6 +20,7 @@ from facewatch.store import FileStat, Store, needs_analysis
 log = structlog.get_logger("facewatch.reconcile")
 
 WRITE_BATCH = 2000
+MARK_AFTER_S = 2.0  # a folder changed this recently is not marked unchanged: mtimes have ticks
 
 
 @dataclass
@@ -33,9 +34,15 @@ class ReconcileReport:
     seconds: float = 0.0
 
 
-def reconcile(store: Store, roots: Iterable[str], watch: WatchConfig, now: float,
-              settle_s: float = 0.0, defer: Optional[Callable[[FileStat], None]] = None) -> ReconcileReport:
-    """Bring the store in line with the roots; files modified within `settle_s` go to `defer`."""
+def reconcile(store: Store, roots: Iterable[str], watch: WatchConfig, now: float, settle_s: float = 0.0,
+              defer: Optional[Callable[[FileStat], None]] = None, quick: bool = False) -> ReconcileReport:
+    """Bring the store in line with the roots; files modified within `settle_s` go to `defer`.
+
+    A full reconcile stats every file. A quick one skips the files of folders whose mtime is the
+    one recorded when a walk last read them whole: no entry was added, removed or renamed there
+    since. (A file rewritten in place keeps its folder's mtime: while the daemon runs, inotify
+    reports those, and the daemon still runs a full reconcile at start and once a day.)
+    """
     report = ReconcileReport()
     started = time.perf_counter()
     for root in roots:
@@ -43,9 +50,9 @@ def reconcile(store: Store, roots: Iterable[str], watch: WatchConfig, now: float
             log.warning("reconcile_outage", path=root, reason="absent or unreadable; nothing marked missing")
             report.outages.append(root)
             continue
-        _reconcile_root(store, root, watch, now, settle_s, defer, report)
+        _reconcile_root(store, root, watch, now, settle_s, defer, quick, report)
     report.seconds = time.perf_counter() - started
-    log.info("reconcile_finished", seen=report.seen, queued=report.queued, missing=report.missing,
+    log.info("reconcile_finished", quick=quick, seen=report.seen, queued=report.queued, missing=report.missing,
              deferred=report.deferred, outages=len(report.outages), seconds=round(report.seconds, 3))
     return report
 
@@ -58,17 +65,21 @@ def _available(root: str) -> bool:
         return False
 
 
-def _reconcile_root(store, root, watch, now, settle_s, defer, report) -> None:
-    seen_dirs, unreadable = set(), []
+def _reconcile_root(store, root, watch, now, settle_s, defer, quick, report) -> None:
+    marks = store.folder_marks(root)
+    seen_dirs, unreadable, new_marks = set(), [], []
     batch: list[FileStat] = []
     vanished: list[str] = []
-    for folder, stats, complete in walk(root, watch):
-        seen_dirs.add(folder)
+    unchanged = (lambda path, mtime_ns: marks.get(path) == mtime_ns) if quick else (lambda path, mtime_ns: False)
+    for folder in walk(root, watch, unchanged):
+        seen_dirs.add(folder.path)
         report.folders[root] = report.folders.get(root, 0) + 1
-        if not complete:
-            unreadable.append(folder)
-        known = store.known_in_dir(folder)
-        for st in stats:
+        if not folder.complete:
+            unreadable.append(folder.path)
+        if folder.files is None:
+            continue  # unchanged since the last walk read it
+        known = store.known_in_dir(folder.path)
+        for st in folder.files:
             report.seen += 1
             previous = known.pop(st.path, None)
             if previous is not None and not needs_analysis(previous, st):
@@ -78,8 +89,10 @@ def _reconcile_root(store, root, watch, now, settle_s, defer, report) -> None:
                 report.deferred += 1
             else:
                 batch.append(st)
-        if complete:
+        if folder.complete:
             vanished += [p for p, k in known.items() if k[3] != "missing"]
+            if now - folder.mtime_ns / 1e9 > MARK_AFTER_S:  # a change in the same clock tick stays visible
+                new_marks.append((folder.path, folder.mtime_ns))
         if len(batch) >= WRITE_BATCH:
             report.queued += store.enqueue(batch, now)
             batch = []
@@ -98,3 +111,4 @@ def _reconcile_root(store, root, watch, now, settle_s, defer, report) -> None:
         vanished += [p for p, k in store.known_in_dir(folder).items() if k[3] != "missing"]
     if vanished:
         report.missing += store.mark_missing(vanished, now)
+    store.save_folder_marks(new_marks, forget=[d for d in marks if d not in seen_dirs])

@@ -125,20 +125,22 @@ class Watcher:
             return None
         return observer
 
-    def check_coverage(self, root: str, folders: int) -> None:
+    def check_coverage(self, root: str, folders: int) -> bool:
         """After a walk found `folders` folders: if inotify could not watch them all because the
-        watch limit is reached (watchdog drops that error for subfolders), poll the root instead."""
+        watch limit is reached (watchdog drops that error for subfolders), poll the root instead.
+        True when it switched: what arrived meanwhile needs another walk."""
         observer = self.observers.get(root)
         if not isinstance(observer, InotifyObserver) or not self.config.watch.recursive:
-            return
+            return False
         watched = _watched_folders(observer)
         if watched is None or watched >= folders or not _watch_limit_reached(root):
-            return
+            return False
         self._log_watch_limit(root, watched=watched, folders=folders)
         self.unwatch(root)
         observer = self._start_observer(root, polling=True, poll_every_s=FALLBACK_POLL_S)
         if observer is not None:
             self.observers[root] = observer
+        return True
 
     def _log_watch_limit(self, root: str, **counts) -> None:
         log.error("inotify_limit_reached", path=root, **counts,
@@ -270,8 +272,8 @@ class Watcher:
             ready.append(st)
 
     def _walk_into(self, folder: str, ready: list) -> None:
-        for _, stats, _ in walk(folder, self.config.watch):
-            ready.extend(stats)
+        for found in walk(folder, self.config.watch):
+            ready.extend(found.files)
 
     def _settled(self) -> list[FileStat]:
         """Files whose size and mtime have not changed for settle_s."""

@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -117,3 +118,28 @@ def test_many_files_in_batches(env):
     assert report.queued == 5000 and store.queue_size() == 5000
     shutil.rmtree(photos / "d3")
     assert reconcile(store, [str(photos)], config.watch, now=2).missing == 1000
+
+
+def test_a_quick_reconcile_skips_unchanged_folders_but_sees_new_and_deleted_files(env, photo_dir):
+    config, store, photos = env
+    for d in ("a", "b"):
+        (photos / d).mkdir()
+        for i in range(3):
+            shutil.copy(photo_dir / "astronaut.jpg", photos / d / f"{i}.jpg")
+    old = time.time() - 60
+    for d in ("a", "b", ""):
+        os.utime(photos / d, (old, old))  # the folders last changed a minute ago
+    first = reconcile(store, [str(photos)], config.watch, now=time.time())
+    assert first.queued == 6
+    finish_all(store)
+    quick = reconcile(store, [str(photos)], config.watch, now=time.time(), quick=True)
+    assert (quick.seen, quick.queued, quick.missing) == (0, 0, 0)  # no file looked at
+    with open(photos / "a" / "0.jpg", "ab") as f:
+        f.write(b"\0")  # rewritten in place: its folder's mtime stays
+    shutil.copy(photo_dir / "coffee.png", photos / "b" / "new.png")
+    os.unlink(photos / "b" / "1.jpg")
+    quick = reconcile(store, [str(photos)], config.watch, now=time.time(), quick=True)
+    assert (quick.seen, quick.queued, quick.missing) == (3, 1, 1)  # folder b only
+    full = reconcile(store, [str(photos)], config.watch, now=time.time())
+    assert full.queued == 1  # the full one sees the edit
+    assert store.file_record(str(photos / "a" / "0.jpg")).status == "pending"

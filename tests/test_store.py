@@ -24,7 +24,7 @@ def statuses(store):
 
 
 def test_migrations_are_recorded_and_idempotent(store):
-    assert store.migrations() == ["0001_initial"]
+    assert store.migrations() == ["0001_initial", "0002_folder_marks"]
     assert store.migrate() == []
     tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"files", "pending", "faces", "daemon", "checkpoints", "processed_files"} <= tables

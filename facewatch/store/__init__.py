@@ -6,13 +6,12 @@ methods with its own SQL, and nothing outside this package needs to change for i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional, Protocol
+from typing import Iterable, Iterator, NamedTuple, Optional, Protocol
 
 STATUSES = ("pending", "processing", "done", "failed", "missing")
 
 
-@dataclass(frozen=True)
-class FileStat:
+class FileStat(NamedTuple):
     """What the filesystem says of a file, as the watcher or the walk saw it."""
     path: str
     size: int
@@ -116,6 +115,8 @@ class Store(Protocol):
     def known_in_dir(self, folder: str) -> dict: ...
     def known_dirs_under(self, root: str) -> Iterator[str]: ...
     def find_by_hash(self, content_hash: str, exclude_id: int) -> Optional[tuple[int, str]]: ...
+    def folder_marks(self, root: str) -> dict: ...
+    def save_folder_marks(self, marks: list, forget: list) -> None: ...
     # reading
     def stats(self) -> dict: ...
     def iter_files(self, flt: ExportFilter = ExportFilter()) -> Iterator[FileRecord]: ...

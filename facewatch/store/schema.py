@@ -61,4 +61,10 @@ MIGRATIONS = [
             runs INTEGER NOT NULL DEFAULT 1,    -- how many times this file was analysed
             FOREIGN KEY (file_id) REFERENCES files(file_id) ON DELETE CASCADE)""",
     ]),
+    ("0002_folder_marks", [
+        # a folder's mtime when a walk last read it whole: an unchanged folder has the same entries
+        """CREATE TABLE folder_marks (
+            dir BLOB PRIMARY KEY,
+            mtime_ns INTEGER NOT NULL)""",
+    ]),
 ]

@@ -347,6 +347,19 @@ class SQLiteStore:
             (_b(root.rstrip("/")), lo, hi)).fetchall()
         return iter(_s(r[0]) for r in rows)
 
+    def folder_marks(self, root: str) -> dict:
+        """folder -> mtime_ns recorded by the last walk that read it whole, at or below `root`."""
+        lo, hi = _under(root)
+        rows = self.conn.execute("SELECT dir, mtime_ns FROM folder_marks WHERE dir = ? OR (dir >= ? AND dir < ?)",
+                                 (_b(root.rstrip("/")), lo, hi)).fetchall()
+        return {_s(r[0]): r[1] for r in rows}
+
+    def save_folder_marks(self, marks: list, forget: list) -> None:
+        with self._write() as c:
+            c.executemany("INSERT OR REPLACE INTO folder_marks (dir, mtime_ns) VALUES (?, ?)",
+                          [(_b(d), m) for d, m in marks])
+            c.executemany("DELETE FROM folder_marks WHERE dir=?", [(_b(d),) for d in forget])
+
     def find_by_hash(self, content_hash: str, exclude_id: int) -> Optional[tuple[int, str]]:
         """(file_id, path) of an analysed file with these bytes, preferring one still present."""
         row = self.conn.execute(
