@@ -5,7 +5,7 @@
   (b) `facewatch scan` on a fresh database (wall time of the whole command, start-up included);
   (c) the decode floor: only reading and decoding every file at the scale facewatch uses, on all cores.
 
-    python bench/throughput.py                      # makes bench-corpus/12mp (300 photos) if needed
+    python bench/throughput.py                      # makes bench-corpus/12mp (400 photos) if needed
     python bench/throughput.py --corpus DIR
 
 It prints images/s for each, the ratios (b)/(a) and (b)/(c), and how the faces facewatch stores
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -89,16 +90,22 @@ def hand_loop(files: list[str], work: Path) -> tuple[float, dict]:
     return time.perf_counter() - started, json.loads((work / "loop.json").read_text())
 
 
-def facewatch_scan(corpus: Path, work: Path) -> tuple[float, dict]:
+def facewatch_scan(corpus: Path, work: Path) -> tuple[float, float, dict]:
+    """Wall time of `facewatch scan`, its rate once started (from its batch_saved log), its faces."""
     config = work / "config.yaml"
-    config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {work / 'fw.db'}\nlogging: {{level: warning}}\n")
+    config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {work / 'fw.db'}\n"
+                      "logging: {level: info, format: json}\n")
     facewatch = [sys.executable, "-m", "facewatch.cli", "--config", str(config)]
     started = time.perf_counter()
-    subprocess.run([*facewatch, "scan"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = subprocess.run([*facewatch, "scan"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True).stderr
     elapsed = time.perf_counter() - started
+    saved = [json.loads(line) for line in log.splitlines() if '"batch_saved"' in line]
+    times = [datetime.fromisoformat(e["timestamp"].rstrip("Z")).timestamp() for e in saved]
+    steady = sum(e["files"] for e in saved[1:]) / (times[-1] - times[0]) if len(times) > 1 else 0.0
     out = subprocess.run([*facewatch, "export"], check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in out.splitlines()]
-    return elapsed, {r["path"]: [f["bbox"] for f in r["faces"]] for r in rows if r["status"] == "done"}
+    return elapsed, steady, {r["path"]: [f["bbox"] for f in r["faces"]] for r in rows if r["status"] == "done"}
 
 
 def fidelity(reference: dict, ours: dict) -> dict:
@@ -123,7 +130,7 @@ def fidelity(reference: dict, ours: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="facewatch throughput against a hand-written loop and the decode floor")
     parser.add_argument("--corpus", type=Path, default=HERE.parent / "bench-corpus" / "12mp")
-    parser.add_argument("--count", type=int, default=300, help="photos to make when the corpus is empty")
+    parser.add_argument("--count", type=int, default=400, help="photos to make when the corpus is empty")
     parser.add_argument("--size", default="12mp", help="their size: 12mp or 1080p")
     args = parser.parse_args()
     files = sorted(str(p) for p in args.corpus.glob("[!.]*.jpg")) if args.corpus.is_dir() else []
@@ -140,10 +147,11 @@ def main() -> None:
         print(f"(c) decode floor        {n / floor_s:7.1f} images/s  ({floor_s:.1f} s)", flush=True)
         loop_s, reference = hand_loop(files, work)
         print(f"(a) hand-written loop   {n / loop_s:7.1f} images/s  ({loop_s:.1f} s)", flush=True)
-        scan_s, ours = facewatch_scan(args.corpus, work)
-        print(f"(b) facewatch scan      {n / scan_s:7.1f} images/s  ({scan_s:.1f} s, start-up included)")
-    print(f"(b)/(a) = {loop_s / scan_s:.2f}x   (target >= 7)")
-    print(f"(b)/(c) = {floor_s / scan_s:.2f}    (target >= 0.75)")
+        scan_s, steady, ours = facewatch_scan(args.corpus, work)
+        print(f"(b) facewatch scan      {n / scan_s:7.1f} images/s  ({scan_s:.1f} s, the whole command)")
+        print(f"    once started        {steady:7.1f} images/s  (first batch saved to last)")
+    print(f"(b)/(a) = {loop_s / scan_s:.2f}x whole command, {steady * loop_s / n:.2f}x once started   (target >= 7)")
+    print(f"(b)/(c) = {floor_s / scan_s:.2f} whole command, {steady * floor_s / n:.2f} once started    (target >= 0.75)")
     f = fidelity(reference, ours)
     print(f"fidelity: {f['facewatch_faces']} faces vs {f['reference_faces']} at full resolution "
           f"({f['count_difference_pct']:+.1f}%, target within 3%); {f['matched']} found by both, "
