@@ -1,7 +1,6 @@
-"""Imported once by the analyser server process (see worker.analyser_context), before it forks."""
+"""Imported once by the analyser server process (facewatch/pool.py), before it forks analysers."""
 from facewatch.analyse import without_matplotlib
 
-without_matplotlib()
+without_matplotlib()  # first: matplotlib is the slow half of `import mediapipe`
 
-import mediapipe  # noqa: E402  (after the stand-in: the slow half of this import is matplotlib)
-import facewatch.analyse  # noqa: E402,F401
+import mediapipe  # noqa: E402,F401

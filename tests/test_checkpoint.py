@@ -1,6 +1,5 @@
 """The seed's checkpoint API: file-based, database-backed, and the tracker, on real files and SQLite."""
 import json
-import logging
 
 import pytest
 import structlog

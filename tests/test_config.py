@@ -63,7 +63,7 @@ def test_lookup_order(tmp_path, monkeypatch):
     ({"watch": {"paths": ["/p"]}, "processing": {"settle_s": -1}}, "processing.settle_s: expected a number >= 0"),
     ({"watch": {"paths": ["/p"]}, "detector": {"model": "huge"}}, "detector.model: expected one of full_range | short_range"),
     ({"watch": {"paths": ["/p"]}, "detector": {"min_confidence": 1.5}}, "detector.min_confidence: expected a number from 0 to 1"),
-    ({"watch": {"paths": ["/p"]}, "watch": {"paths": ["/p"], "polling": "yes"}}, "watch.polling: expected true or false"),
+    ({"watch": {"paths": ["/p"], "polling": "yes"}}, "watch.polling: expected true or false"),
     ({"watch": {"paths": ["/p"]}, "logging": {"format": "xml"}}, "logging.format: expected one of"),
     ({"watch": {"paths": ["/p"]}, "schedule": {"reconcile_interval_s": 0}}, "schedule.reconcile_interval_s: expected a number > 0"),
 ])
