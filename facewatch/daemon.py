@@ -256,7 +256,7 @@ class Daemon:
             self.watcher.stop()
         self.jobs.shutdown(timeout_s=0.5 if at_once else JOBS_STOP_TIMEOUT_S)
         if self.worker:
-            self.worker.stop(self.clock(), drain=not at_once)
+            self.worker.stop(self.clock(), drain=not at_once, abort=lambda: self.signals.at_once)
             try:
                 self.checkpoint_job("completed" if self.store.queue_size() == 0 else "in_progress")
             except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from typing import Callable, Optional
 
 import structlog
@@ -29,41 +30,48 @@ class Interrupted(Exception):
     pass
 
 
-def scan(config: Config, paths: Optional[list], checkpoint_every: int, progress: bool) -> dict:
-    """Queue `paths` (default: the watched roots) and process until the queue is empty."""
+@contextmanager
+def _exclusive(config: Config):
+    """The database's lock and a store, for one one-shot run; DatabaseBusy if a daemon holds it."""
     lock = DatabaseLock(config.database)
     lock.acquire()
-    store = open_store(config.database)
-    worker = Worker(store, config)
-    worker.start(wait=False)  # the models load while the folders are walked
     try:
-        store.release_stale(float("inf"))
+        store = open_store(config.database)
+        try:
+            store.release_stale(float("inf"))  # we hold the lock: any claim left is from a dead run
+            yield store
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+def scan(config: Config, paths: Optional[list], checkpoint_every: int, progress: bool) -> dict:
+    """Queue `paths` (default: the watched roots) and process until the queue is empty."""
+    with _exclusive(config) as store:
+        worker = Worker(store, config)
+        worker.start(wait=False)  # the models load while the folders are walked
         roots = paths or list(config.watch.paths)
-        report = reconcile(store, roots, config.watch, time.time())
+        try:
+            report = reconcile(store, roots, config.watch, time.time())
+        except BaseException:
+            worker.stop(time.time(), drain=False)
+            raise
         total = store.queue_size()
         tracker = CheckpointTracker(DatabaseCheckpointManager(store, "scan"), total, checkpoint_every)
         tracker.save()  # resumable from the very start
         log.info("scan_started", paths=roots, queued=total, seen=report.seen)
         return _drain(worker, store, tracker, progress)
-    finally:
-        worker.stop(time.time(), drain=False)
-        store.close()
-        lock.release()
 
 
 def resume(config: Config, checkpoint_every: int, progress: bool) -> dict:
     """Continue the last interrupted scan from its checkpoint and the queue."""
-    lock = DatabaseLock(config.database)
-    lock.acquire()
-    store = open_store(config.database)
-    try:
+    with _exclusive(config) as store:
         checkpoint = DatabaseCheckpointManager(store, "scan").load_checkpoint()
         if checkpoint is None or checkpoint["status"] != "in_progress":
             raise NothingToResume(NO_CHECKPOINT)
-        store.release_stale(float("inf"))
-        total = int(checkpoint["metadata"].get("total_files") or 0)
         remaining = store.queue_size()
-        total = max(total, remaining)
+        total = max(int(checkpoint["metadata"].get("total_files") or 0), remaining)
         tracker = CheckpointTracker(DatabaseCheckpointManager(store, "scan"), total, checkpoint_every,
                                     batch_number=checkpoint["batch_number"],
                                     processed_files_count=total - remaining)
@@ -72,9 +80,6 @@ def resume(config: Config, checkpoint_every: int, progress: bool) -> dict:
         worker = Worker(store, config)
         worker.start(wait=False)
         return _drain(worker, store, tracker, progress)
-    finally:
-        store.close()
-        lock.release()
 
 
 def _drain(worker: Worker, store, tracker: CheckpointTracker, progress: bool) -> dict:
@@ -101,6 +106,8 @@ def _drain(worker: Worker, store, tracker: CheckpointTracker, progress: bool) ->
                 if later is None:
                     break  # everything is done or failed
                 signals.stop.wait(min(max(later - now, 0.05), 1.0))  # a retry backing off
+            else:
+                signals.stop.wait(0.05)  # files wait, but the database said no: the worker backs off
     finally:
         worker.stop(time.time(), drain=not signals.at_once)
         if bar:

@@ -14,6 +14,7 @@ import structlog
 
 from facewatch import analyse
 from facewatch.config import Config
+from facewatch.files import inside
 from facewatch.pool import analyser_context
 from facewatch.store import Claim, Result, Store
 
@@ -57,7 +58,7 @@ class Progress:
 def root_available(path: str, roots) -> bool:
     """Whether the watched root holding `path` (if any) can be listed now."""
     for root in roots:
-        if path.startswith(root.rstrip("/") + "/"):
+        if inside(path, root):
             try:
                 with os.scandir(root):
                     return True
@@ -94,17 +95,20 @@ class Worker:
             for f in warming:
                 f.result()
 
-    def stop(self, now: float, drain: bool = True) -> None:
-        """Finish (or give back) what is in flight, then stop the pool."""
+    def stop(self, now: float, drain: bool = True, abort: Callable[[], bool] = lambda: False) -> None:
+        """Finish what is in flight (unless `abort` says stop at once) and give back the rest."""
         if drain:
-            while self.inflight and self._pool is not None:
-                wait(self.inflight[0].futures, timeout=1.0)
+            while self.inflight and self._pool is not None and not abort():
+                wait(self.inflight[0].futures, timeout=0.5)
                 self._collect(now)
                 if self.inflight and self._save_backoff_until > now:
                     break
-        released = self.store.release(self.name)
-        if released:
-            log.info("claims_released", files=released)
+        try:
+            released = self.store.release(self.name)
+            if released:
+                log.info("claims_released", files=released)
+        except sqlite3.Error as exc:  # the next start takes them back: it holds the lock
+            log.warning("claims_not_released", error=str(exc))
         self.inflight.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=drain, cancel_futures=True)

@@ -190,3 +190,16 @@ def test_scan_killed_halfway_is_finished_by_resume(tmp_path, photo_dir):
     assert done_before > 0
     again = facewatch(config, "resume", check=False)
     assert again.returncode == 1
+
+
+def test_a_second_sigterm_stops_at_once_and_gives_the_batch_back(tmp_path, daemon, photo_dir):
+    config = write_config(tmp_path, processing={"batch_size": 32})
+    make_variants(photo_dir, tmp_path / "photos", 120, seed=5, side=1600)
+    d = daemon(config)
+    wait_until(lambda: status(config)["queue"]["processing"] > 0, timeout=30, message="a batch in flight")
+    d.signal(signal.SIGTERM)
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=10) == 0
+    s = status(config)
+    assert s["queue"]["processing"] == 0 and s["files"]["done"] < 120
+    assert '"at_once": true' in d.log_path.read_text()
