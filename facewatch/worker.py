@@ -103,6 +103,8 @@ class Worker:
                 self._collect(now)
                 if self.inflight and self._save_backoff_until > now:
                     break
+            if self.inflight and abort():
+                log.info("drain_cut_short", batches=len(self.inflight))
         try:
             released = self.store.release(self.name)
             if released:

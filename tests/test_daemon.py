@@ -194,12 +194,14 @@ def test_scan_killed_halfway_is_finished_by_resume(tmp_path, photo_dir):
 
 def test_a_second_sigterm_stops_at_once_and_gives_the_batch_back(tmp_path, daemon, photo_dir):
     config = write_config(tmp_path, processing={"batch_size": 32})
-    make_variants(photo_dir, tmp_path / "photos", 120, seed=5, side=1600)
+    make_variants(photo_dir, tmp_path / "photos", 80, seed=5, side=3000)
     d = daemon(config)
     wait_until(lambda: status(config)["queue"]["processing"] > 0, timeout=30, message="a batch in flight")
     d.signal(signal.SIGTERM)
+    time.sleep(0.1)  # two SIGTERMs sent together are one: the kernel does not queue them
     d.signal(signal.SIGTERM)
     assert d.proc.wait(timeout=10) == 0
     s = status(config)
-    assert s["queue"]["processing"] == 0 and s["files"]["done"] < 120
-    assert '"at_once": true' in d.log_path.read_text()
+    assert s["queue"]["processing"] == 0 and s["files"]["done"] < 80
+    text = d.log_path.read_text()
+    assert '"drain_cut_short"' in text or '"at_once": true' in text
