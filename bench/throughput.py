@@ -64,11 +64,10 @@ def _decode_one(path: str) -> int:
     import cv2
     import numpy as np
 
-    from facewatch.decode import MIN_LONG_SIDE, _REDUCED, jpeg_size
+    from facewatch.decode import _REDUCED, jpeg_size, reduction
     with open(path, "rb") as f:
         data = f.read()
-    size = jpeg_size(data)
-    factor = max(k for k in _REDUCED if k == 1 or max(size) / k >= MIN_LONG_SIDE)
+    factor = reduction(*jpeg_size(data))  # facewatch's default processing.min_decode_side
     return cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor] | cv2.IMREAD_COLOR_RGB).shape[0]
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import numpy as np
 import xxhash
 
-from facewatch.decode import DecodeError, decode
+from facewatch.decode import MIN_LONG_SIDE, DecodeError, decode
 from facewatch.detect import Detector
 from facewatch.store import Claim, Result
 
@@ -28,12 +28,13 @@ class _ProcessState:
     detector: Detector
     find_by_hash: Callable[[str, int], Optional[tuple]]
     max_pixels: int
+    min_side: int
 
 
 _state: Optional[_ProcessState] = None
 
 
-def init_process(database: str, model: str, min_confidence: float, max_pixels: int) -> None:
+def init_process(database: str, model: str, min_confidence: float, max_pixels: int, min_side: int) -> None:
     """Pool initializer: one detector and one read-only store connection per process."""
     global _state
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -47,7 +48,7 @@ def init_process(database: str, model: str, min_confidence: float, max_pixels: i
         detector = MediaPipeDetector(model, min_confidence)
         detector.detect(np.zeros((64, 64, 3), np.uint8), 64, 64)
     store = open_store(database, readonly=True)
-    _state = _ProcessState(detector, store.find_by_hash, max_pixels)
+    _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side)
 
 
 def without_matplotlib() -> None:
@@ -87,7 +88,7 @@ def ready() -> int:
 
 def analyse(claim: Claim) -> Result:
     assert _state is not None, "init_process was not run"
-    return analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels)
+    return analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels, _state.min_side)
 
 
 def content_id(data: bytes) -> str:
@@ -96,7 +97,7 @@ def content_id(data: bytes) -> str:
 
 
 def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, int], Optional[tuple]],
-                 max_pixels: int) -> Result:
+                 max_pixels: int, min_side: int = MIN_LONG_SIDE) -> Result:
     """Everything one file needs, with every failure turned into a Result that says why."""
     worker_id = os.getpid()
     try:
@@ -125,7 +126,7 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
         kind = "reused" if os.path.lexists(source[1]) else "moved"
         return Result(claim.file_id, kind, content_hash=content_hash, source_id=source[0], **seen)
     try:
-        picture = decode(data, max_pixels)
+        picture = decode(data, max_pixels, min_side)
     except DecodeError as exc:
         return Result(claim.file_id, "failed", error=str(exc), **seen)
     except MemoryError:

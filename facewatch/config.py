@@ -33,6 +33,7 @@ class ProcessingConfig:
     settle_s: float = 1.0
     max_pixels: int = 200_000_000
     max_attempts: int = 5
+    min_decode_side: int = 480
 
     @property
     def worker_count(self) -> int:
@@ -199,6 +200,8 @@ def _check(name: str, value: Any, fail) -> Any:
         return _positive_int(name, value, fail)
     if name == "processing.max_pixels":
         return _positive_int(name, value, fail, minimum=1000)
+    if name == "processing.min_decode_side":
+        return _positive_int(name, value, fail, minimum=0)
     if name in ("processing.max_batch_wait_s", "processing.settle_s"):
         return _non_negative_float(name, value, fail)
     if name in ("schedule.checkpoint_interval_s", "schedule.reconcile_interval_s",

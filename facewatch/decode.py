@@ -15,7 +15,7 @@ Image.MAX_IMAGE_PIXELS = None  # the pixel limit is ours (processing.max_pixels)
 
 # The full-range detector sees its input at 192x192. Decoding a JPEG at 1/2, 1/4 or 1/8 scale
 # (libjpeg's DCT scaling) is far cheaper than a full decode; keep at least this many pixels on
-# the long side so small faces survive. bench/throughput.py prints the fidelity this gives.
+# the long side (processing.min_decode_side). bench/throughput.py prints what it costs in fidelity.
 MIN_LONG_SIDE = 480
 _REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
             2: cv2.IMREAD_REDUCED_COLOR_2, 1: cv2.IMREAD_COLOR}
@@ -34,8 +34,13 @@ class Decoded:
     height: int
 
 
-def decode(data: bytes, max_pixels: int, full_resolution: bool = False) -> Decoded:
-    """Decode `data`; JPEGs are decoded at a reduced scale unless `full_resolution`."""
+def reduction(width: int, height: int, min_side: int = MIN_LONG_SIDE) -> int:
+    """The largest JPEG scale-down (1, 2, 4 or 8) that keeps `min_side` pixels on the long side."""
+    return max(f for f in _REDUCED if f == 1 or max(width, height) / f >= min_side)
+
+
+def decode(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE) -> Decoded:
+    """Decode `data`; a JPEG at the largest reduction that keeps `min_side` pixels on its long side."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
     size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
@@ -44,7 +49,7 @@ def decode(data: bytes, max_pixels: int, full_resolution: bool = False) -> Decod
     width, height = size
     _check_pixels(width, height, max_pixels)
     _check_jpeg_complete(data)
-    factor = 1 if full_resolution else max(f for f in _REDUCED if f == 1 or max(size) / f >= MIN_LONG_SIDE)
+    factor = reduction(width, height, min_side)
     rgb = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor] | cv2.IMREAD_COLOR_RGB)
     if rgb is None:
         return _decode_other(data, max_pixels)

@@ -63,7 +63,7 @@ def test_large_jpegs_are_decoded_at_reduced_scale(photo_dir):
     picture = decode(data, MAX_PIXELS)
     assert (picture.width, picture.height) == (3000, 3000)
     assert picture.rgb.shape[:2] == (750, 750)  # 1/4: still at least 480 px on the long side
-    full = decode(data, MAX_PIXELS, full_resolution=True)
+    full = decode(data, MAX_PIXELS, min_side=10_000)  # processing.min_decode_side: full resolution
     assert full.rgb.shape[:2] == (3000, 3000)
 
 
