@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import stat
 import sys
+import threading
 import types
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,9 +36,11 @@ class _ProcessState:
 _state: Optional[_ProcessState] = None
 
 
-def init_process(database: str, model: str, min_confidence: float, max_pixels: int, min_side: int) -> None:
+def init_process(database: str, model: str, min_confidence: float, max_pixels: int, min_side: int,
+                 owner_pid: int) -> None:
     """Pool initializer: one detector and one read-only store connection per process."""
     global _state
+    _exit_with(owner_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -49,6 +53,23 @@ def init_process(database: str, model: str, min_confidence: float, max_pixels: i
         detector.detect(np.zeros((64, 64, 3), np.uint8), 64, 64)
     store = open_store(database, readonly=True)
     _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side)
+
+
+def _exit_with(pid: int) -> None:
+    """End this process when `pid` (the daemon or the scan) ends, however it ends.
+
+    A pool worker waits on a queue whose writing end it holds itself, so a SIGKILL of its owner
+    would leave it waiting forever (and its fork server with it)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(0)
+
+    def wait_and_exit() -> None:
+        select.select([pidfd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=wait_and_exit, name="analyser-owner-watch", daemon=True).start()
 
 
 def without_matplotlib() -> None:

@@ -89,7 +89,8 @@ class Worker:
         self._pool = ProcessPoolExecutor(
             max_workers=p.worker_count, mp_context=analyser_context(),
             initializer=analyse.init_process,
-            initargs=(self.config.database, d.model, d.min_confidence, p.max_pixels, p.min_decode_side))
+            initargs=(self.config.database, d.model, d.min_confidence, p.max_pixels, p.min_decode_side,
+                      os.getpid()))
         warming = [self._pool.submit(analyse.ready) for _ in range(p.worker_count)]
         if wait:
             for f in warming:

@@ -205,3 +205,27 @@ def test_a_second_sigterm_stops_at_once_and_gives_the_batch_back(tmp_path, daemo
     assert s["queue"]["processing"] == 0 and s["files"]["done"] < 80
     text = d.log_path.read_text()
     assert '"drain_cut_short"' in text or '"at_once": true' in text
+
+
+def _descendants(pid: int) -> set:
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            children = {int(c) for t in os.listdir(f"/proc/{p}/task")
+                        for c in open(f"/proc/{p}/task/{t}/children").read().split()}
+        except OSError:
+            continue
+        found |= children
+        todo += children
+    return found
+
+
+def test_kill_9_leaves_no_analyser_process_behind(tmp_path, daemon):
+    config = write_config(tmp_path)
+    d = daemon(config)
+    helpers = _descendants(d.proc.pid)
+    assert len(helpers) >= 3, "expected the fork server and two analysers"
+    d.kill()
+    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
+                               for p in helpers), timeout=10, message="the analysers to exit with their daemon")
