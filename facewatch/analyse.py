@@ -31,18 +31,27 @@ class _ProcessState:
     find_by_hash: Callable[[str, int], Optional[tuple]]
     max_pixels: int
     min_side: int
+    reading: object  # shared (pid, file id) pairs: what each analyser reads, for blame after a crash
+    slot: int
 
 
 _state: Optional[_ProcessState] = None
 
 
 def init_process(database: str, model: str, min_confidence: float, max_pixels: int, min_side: int,
-                 owner_pid: int) -> None:
+                 owner_pid: int, reading) -> None:
     """Pool initializer: one detector and one read-only store connection per process."""
     global _state
     _exit_with(owner_pid)
+    with reading.get_lock():  # a slot of its own in the shared (pid, file id) array
+        slot = next(i for i in range(1, len(reading), 2) if reading[i - 1] == 0)
+        reading[slot - 1], reading[slot] = os.getpid(), -1
+
+    def stopped(signum, frame):  # told to stop (not crashed): whatever it was reading is not to blame
+        reading[slot] = 0
+        os._exit(0)
+    signal.signal(signal.SIGTERM, stopped)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from facewatch.detect import MediaPipeDetector
     from facewatch.store import open_store
@@ -52,7 +61,7 @@ def init_process(database: str, model: str, min_confidence: float, max_pixels: i
         detector = MediaPipeDetector(model, min_confidence)
         detector.detect(np.zeros((64, 64, 3), np.uint8), 64, 64)
     store = open_store(database, readonly=True)
-    _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side)
+    _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side, reading, slot)
 
 
 def _exit_with(pid: int) -> None:
@@ -109,7 +118,10 @@ def ready() -> int:
 
 def analyse(claim: Claim) -> Result:
     assert _state is not None, "init_process was not run"
-    return analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels, _state.min_side)
+    _state.reading[_state.slot] = claim.file_id
+    result = analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels, _state.min_side)
+    _state.reading[_state.slot] = -1
+    return result
 
 
 def content_id(data: bytes) -> str:
@@ -122,8 +134,9 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
     """Everything one file needs, with every failure turned into a Result that says why."""
     worker_id = os.getpid()
     try:
-        with open(claim.path, "rb") as f:
-            st = os.fstat(f.fileno())
+        fd = os.open(claim.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block us
+        with open(fd, "rb") as f:
+            st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return Result(claim.file_id, "failed", error="not a regular file", worker_id=worker_id)
             data = f.read()

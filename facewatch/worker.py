@@ -23,6 +23,7 @@ log = structlog.get_logger("facewatch.worker")
 LEASE_S = 600.0
 OUTAGE_RETRY_S = 30.0  # a claim not saved by then goes back to the queue (release_stale)
 PIPELINE_DEPTH = 2  # batches in flight, so the pool never waits for a save
+HANG_S = 120.0  # a batch in flight this long has a file the analysers will not finish
 
 
 @dataclass
@@ -81,16 +82,21 @@ class Worker:
         self._pool: Optional[ProcessPoolExecutor] = None
         self._save_backoff_until = 0.0
         self._save_failures = 0
+        self._reading = None  # shared with the analysers: (pid, file id) of what each one reads
+        self._culprits: set = set()
 
     # the pool -----------------------------------------------------------------------------------
     def start(self, wait: bool = True) -> None:
         """Start the analyser processes; with `wait`, until each has loaded its model."""
         p, d = self.config.processing, self.config.detector
+        context = analyser_context()
+        # what each analyser is reading (file ids), so a crash or a hang is blamed on that file only
+        self._reading = context.Array("q", 2 * p.worker_count)
         self._pool = ProcessPoolExecutor(
-            max_workers=p.worker_count, mp_context=analyser_context(),
+            max_workers=p.worker_count, mp_context=context,
             initializer=analyse.init_process,
             initargs=(self.config.database, d.model, d.min_confidence, p.max_pixels, p.min_decode_side,
-                      os.getpid()))
+                      os.getpid(), self._reading))
         warming = [self._pool.submit(analyse.ready) for _ in range(p.worker_count)]
         if wait:
             for f in warming:
@@ -124,6 +130,7 @@ class Worker:
 
     def step(self, now: float) -> int:
         """Save finished batches, then claim one more if the pipeline has room; returns files saved."""
+        self._kill_hung_analysers(now)
         saved = self._collect(now)
         if len(self.inflight) < PIPELINE_DEPTH and now >= self._save_backoff_until:
             try:
@@ -147,17 +154,7 @@ class Worker:
     def _submit(self, claims: list[Claim], now: float) -> None:
         assert self._pool is not None, "Worker.start() was not called"
         self.progress.batches += 1
-        todo, futures = [], []
-        for claim in claims:
-            if claim.attempts > self.config.processing.max_attempts:
-                done = Future()
-                done.set_result(Result(claim.file_id, "failed", error=(
-                    f"gave up after {claim.attempts - 1} attempts: analysing this file crashed or hung "
-                    "the analyser every time")))
-                futures.append(done)
-            else:
-                todo.append(claim)
-                futures.append(self._pool.submit(analyse.analyse, claim))
+        futures = [self._pool.submit(analyse.analyse, claim) for claim in claims]
         self.inflight.append(Batch(self.progress.batches, claims, futures, now))
         log.debug("batch_claimed", batch=self.progress.batches, files=len(claims))
 
@@ -185,7 +182,9 @@ class Worker:
             result = future.result()
         except BrokenProcessPool:
             self._restart_pool()
-            return Result(claim.file_id, "retry", error="the analyser process died", retry_after_s=0)
+            if claim.file_id not in self._culprits:  # queued behind the file that broke it
+                return Result(claim.file_id, "deferred", error="an analyser process died", retry_after_s=0)
+            result = Result(claim.file_id, "retry", error="analysing this file crashed or hung the analyser")
         except Exception as exc:  # a bug, not bad input: say so, keep going
             log.error("analyse_crashed", path=claim.path, error=repr(exc))
             result = Result(claim.file_id, "failed", error=f"internal error while analysing: {exc!r}")
@@ -194,18 +193,37 @@ class Worker:
             return replace(result, kind="deferred", error="its watched folder is unavailable",
                            retry_after_s=OUTAGE_RETRY_S)
         if result.kind == "retry":
-            if claim.attempts >= self.config.processing.max_attempts:
-                return replace(result, kind="failed",
-                               error=f"{result.error} (gave up after {claim.attempts} attempts)")
-            return replace(result, retry_after_s=min(2.0 ** claim.attempts, 300.0))
+            tries = claim.attempts + 1
+            if tries >= self.config.processing.max_attempts:
+                return replace(result, kind="failed", error=f"{result.error} (gave up after {tries} attempts)")
+            return replace(result, retry_after_s=min(2.0 ** tries, 300.0))
         return result
 
     def _restart_pool(self) -> None:
         if self._pool is not None and getattr(self._pool, "_broken", False):
-            log.warning("analyser_restarted", reason="a worker process died")
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.join(timeout=2.0)  # the pool told the others to stop: let them say so
+            # an analyser that was told to stop cleared its file id: those left are what it died on
+            self._culprits = {file_id for file_id in self._reading[1::2] if file_id > 0}
+            log.warning("analyser_restarted", reason="an analyser process died",
+                        files=sorted(self._culprits))
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             self.start()
+
+    def _kill_hung_analysers(self, now: float) -> None:
+        """A batch that takes this long has a file the decoder or the model will not finish."""
+        if self._pool is None or self.oldest_inflight_age(now) < HANG_S:
+            return
+        log.error("analyser_hung", seconds=round(self.oldest_inflight_age(now)),
+                  reason="its processes are restarted; the file it was reading is retried")
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        for process in processes:
+            process.terminate()  # a working analyser clears its slot and exits; a hung one cannot
+        for process in processes:
+            process.join(timeout=2.0)
+            if process.is_alive():
+                process.kill()  # the pool breaks, and _restart_pool blames what it was reading
 
     def _save_failed(self, exc: Exception, now: float) -> None:
         self._save_failures += 1

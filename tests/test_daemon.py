@@ -229,3 +229,40 @@ def test_kill_9_leaves_no_analyser_process_behind(tmp_path, daemon):
     d.kill()
     wait_until(lambda: not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
                                for p in helpers), timeout=10, message="the analysers to exit with their daemon")
+
+
+def test_a_file_that_kills_the_analyser_is_failed_and_only_it(tmp_path, photo_dir):
+    """The analyser reading one file dies each time (a real SIGKILL, as a crashing decoder would)."""
+    from facewatch.config import load_config
+    from facewatch.reconcile import reconcile
+    from facewatch.store import open_store
+    from facewatch.worker import Worker
+    config = load_config(str(write_config(tmp_path, processing={"max_attempts": 2, "batch_size": 4})))
+    photos = tmp_path / "photos"
+    paths = make_variants(photo_dir, photos, 12, seed=9, side=2400)
+    os.rename(paths[3], photos / "poison.jpg")
+    store = open_store(config.database)
+    reconcile(store, config.watch.paths, config.watch, time.time())
+    poison = store.file_record(str(photos / "poison.jpg")).file_id
+    worker = Worker(store, config)
+    worker.start()
+    killed = set()
+    try:
+        deadline = time.monotonic() + 90
+        while store.queue_size() or worker.busy or store.next_ready_at() is not None:
+            assert time.monotonic() < deadline, "the queue did not drain"
+            reading = list(worker._reading)
+            for pid, file_id in zip(reading[0::2], reading[1::2]):
+                if file_id == poison and pid not in killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+            worker.step(time.time())
+            worker.wait(0.005)
+    finally:
+        worker.stop(time.time())
+    records = {os.path.basename(r.path): r for r in store.iter_files()}
+    assert len(killed) >= 2
+    assert records["poison.jpg"].status == "failed"
+    assert "crashed or hung the analyser (gave up after 2 attempts)" in records["poison.jpg"].error
+    assert all(r.status == "done" for name, r in records.items() if name != "poison.jpg")
+    store.close()

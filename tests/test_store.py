@@ -48,7 +48,7 @@ def test_claims_are_leases_in_queue_order(store):
     store.enqueue([st(f"/p/{i}.jpg") for i in range(5)], now=1)
     first = store.claim("w1", 3, now=2, lease_s=10)
     assert [c.path for c in first] == ["/p/0.jpg", "/p/1.jpg", "/p/2.jpg"]
-    assert all(c.attempts == 1 for c in first)
+    assert all(c.attempts == 0 for c in first)
     second = store.claim("w2", 10, now=2, lease_s=10)
     assert [c.path for c in second] == ["/p/3.jpg", "/p/4.jpg"]
     assert store.claim("w3", 10, now=3, lease_s=10) == []
@@ -56,14 +56,20 @@ def test_claims_are_leases_in_queue_order(store):
     assert store.release_stale(now=5) == 0  # leases still valid
     assert store.release_stale(now=13) == 5  # expired: back to the queue
     again = store.claim("w3", 10, now=14, lease_s=10)
-    assert len(again) == 5 and all(c.attempts == 2 for c in again)
+    assert len(again) == 5 and all(c.attempts == 0 for c in again)  # a lost lease is not the file's fault
 
 
-def test_release_gives_claims_back_without_counting_the_attempt(store):
+def test_release_gives_claims_back_and_only_failed_tries_count(store):
     store.enqueue([st("/p/a.jpg")], now=1)
-    store.claim("w", 1, now=1, lease_s=60)
+    (c,) = store.claim("w", 1, now=1, lease_s=60)
     assert store.release("w") == 1
-    assert store.claim("w", 1, now=2, lease_s=60)[0].attempts == 1
+    (c,) = store.claim("w", 1, now=2, lease_s=60)
+    assert c.attempts == 0
+    store.save("w", [Result(c.file_id, "retry", error="I/O error", retry_after_s=0)], now=3)
+    (c,) = store.claim("w", 1, now=4, lease_s=60)
+    assert c.attempts == 1
+    store.save("w", [Result(c.file_id, "deferred", error="its watched folder is unavailable")], now=5)
+    assert store.claim("w", 1, now=6, lease_s=60)[0].attempts == 1
 
 
 def test_save_writes_faces_and_replaces_old_ones_in_one_go(store):

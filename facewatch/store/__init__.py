@@ -25,7 +25,7 @@ class Claim:
     file_id: int
     path: str
     content_hash: Optional[str]
-    attempts: int
+    attempts: int  # failed tries so far (transient errors, analyser crashes); a killed daemon's are not
 
 
 @dataclass(frozen=True)

@@ -162,10 +162,10 @@ class SQLiteStore:
                 "WHERE p.claimed_by IS NULL AND p.not_before <= ? "
                 "ORDER BY p.enqueued_at, p.file_id LIMIT ?", (now, limit)).fetchall()
             ids = [(r[0],) for r in rows]
-            c.executemany("UPDATE pending SET claimed_by=?, claimed_until=?, attempts=attempts+1 "
-                          "WHERE file_id=?", [(worker, now + lease_s, i) for (i,) in ids])
+            c.executemany("UPDATE pending SET claimed_by=?, claimed_until=? WHERE file_id=?",
+                          [(worker, now + lease_s, i) for (i,) in ids])
             c.executemany("UPDATE files SET status='processing' WHERE file_id=?", ids)
-        return [Claim(r[0], _s(r[1]), r[2], r[3] + 1) for r in rows]
+        return [Claim(r[0], _s(r[1]), r[2], r[3]) for r in rows]
 
     def save(self, worker: str, results: list[Result], now: float) -> int:
         """Store a batch of results in one transaction; results whose claim was lost are dropped."""
@@ -181,9 +181,9 @@ class SQLiteStore:
 
     def _save_one(self, c, r: Result, now: float) -> None:
         if r.kind in ("retry", "deferred"):
-            uncount = 1 if r.kind == "deferred" else 0  # an outage is not the file's fault
+            failed_try = 1 if r.kind == "retry" else 0  # an outage is not the file's fault
             c.execute("UPDATE pending SET claimed_by=NULL, claimed_until=NULL, not_before=?, "
-                      "attempts=MAX(attempts-?, 0) WHERE file_id=?", (now + r.retry_after_s, uncount, r.file_id))
+                      "attempts=attempts+? WHERE file_id=?", (now + r.retry_after_s, failed_try, r.file_id))
             c.execute("UPDATE files SET status='pending', error=?, updated_at=? WHERE file_id=?",
                       (r.error, iso(now), r.file_id))
             return
@@ -253,11 +253,10 @@ class SQLiteStore:
                   (r.file_id, r.worker_id, r.kind))
 
     def release(self, worker: str) -> int:
-        """Give a worker's claims back to the queue (a clean stop: the attempt does not count)."""
+        """Give a worker's claims back to the queue."""
         with self._write() as c:
             ids = [(r[0],) for r in c.execute("SELECT file_id FROM pending WHERE claimed_by=?", (worker,))]
-            c.executemany("UPDATE pending SET claimed_by=NULL, claimed_until=NULL, "
-                          "attempts=MAX(attempts-1, 0) WHERE file_id=?", ids)
+            c.executemany("UPDATE pending SET claimed_by=NULL, claimed_until=NULL WHERE file_id=?", ids)
             c.executemany("UPDATE files SET status='pending' WHERE file_id=?", ids)
         return len(ids)
 
