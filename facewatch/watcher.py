@@ -226,9 +226,11 @@ class Watcher:
     def _apply(self, note: tuple, ready: list) -> None:
         kind, src, dest, is_dir, root = note
         now = self.clock()
-        if kind in ("closed", "attrib") and not is_dir:  # attrib: a chmod may make a failed file readable
+        if kind == "closed" and not is_dir:
             self.settling.pop(src, None)
             self._ready(src, root, ready)
+        elif kind == "attrib" and not is_dir and src not in self.settling:
+            self._ready(src, root, ready)  # a chmod may make a failed file readable; unchanged ones stay
         elif kind in ("created", "modified") and not is_dir:
             if is_image_name(src, self.config.watch.extensions):
                 self.settling[src] = (None, now, root)
@@ -248,7 +250,7 @@ class Watcher:
             elif src:
                 self._deleted(src, True, root)
             if dest_inside:
-                self._walk_into(dest, ready)  # watchdog adds no watches below a folder moved in
+                self._walk_into(dest, ready)  # its files were there before: no event will name them
             return
         self.settling.pop(src, None)
         renamed = bool(src) and dest_inside and is_image_name(dest, self.config.watch.extensions) \
