@@ -1,4 +1,4 @@
-"""One claimed file -> Result: read, hash, decode, detect. Runs in the worker processes."""
+"""One claimed file -> Result: read, hash, decode, detect. Runs in the analyser processes."""
 from __future__ import annotations
 
 import errno

@@ -1,4 +1,4 @@
-"""step(): claim a batch -> analyse its files in the process pool -> save the batch in one transaction."""
+"""step(): claim a batch -> analyse its files in the analyser processes -> save it in one transaction."""
 from __future__ import annotations
 
 import os
@@ -20,8 +20,8 @@ from facewatch.store import Claim, Result, Store
 
 log = structlog.get_logger("facewatch.worker")
 
-LEASE_S = 600.0
-OUTAGE_RETRY_S = 30.0  # a claim not saved by then goes back to the queue (release_stale)
+LEASE_S = 600.0  # a claim not saved by then goes back to the queue (release_stale)
+OUTAGE_RETRY_S = 30.0  # a file whose watched folder is unavailable is tried again this much later
 PIPELINE_DEPTH = 2  # batches in flight, so the pool never waits for a save
 HANG_S = 120.0  # a batch in flight this long has a file the analysers will not finish
 
