@@ -24,6 +24,15 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def available(root: str) -> bool:
+    """Whether `root` can be listed now (absent or unreadable: an outage, not a deletion)."""
+    try:
+        with os.scandir(root):
+            return True
+    except OSError:
+        return False
+
+
 def stat_file(path: str, watch: WatchConfig, root: Optional[str] = None) -> Optional[FileStat]:
     """A FileStat for an image file at `path`, or None (gone, a folder, a link out of the root)."""
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import datetime, timezone
 from typing import Callable
 
 import structlog
@@ -26,14 +27,12 @@ class Jobs:
 
     def add(self, name: str, func: Callable[[], object], every_s: float, now: bool = False) -> None:
         """Run `func` every `every_s` seconds (and once at start when `now`)."""
-        from datetime import datetime, timezone
         kwargs = {"next_run_time": datetime.now(timezone.utc)} if now else {}
         self.scheduler.add_job(self._guarded(name, func), "interval", seconds=every_s, id=name,
                                name=name, replace_existing=True, **kwargs)
 
     def run_soon(self, name: str) -> None:
         """Bring a job's next run forward to now."""
-        from datetime import datetime, timezone
         job = self.scheduler.get_job(name)
         if job is not None:
             job.modify(next_run_time=datetime.now(timezone.utc))

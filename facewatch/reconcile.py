@@ -6,7 +6,6 @@ marked missing.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
@@ -14,7 +13,7 @@ from typing import Callable, Iterable, Optional
 import structlog
 
 from facewatch.config import WatchConfig
-from facewatch.files import inside, walk
+from facewatch.files import available, inside, walk
 from facewatch.store import FileStat, Store, needs_analysis
 
 log = structlog.get_logger("facewatch.reconcile")
@@ -46,7 +45,7 @@ def reconcile(store: Store, roots: Iterable[str], watch: WatchConfig, now: float
     report = ReconcileReport()
     started = time.perf_counter()
     for root in roots:
-        if not _available(root):
+        if not available(root):
             log.warning("reconcile_outage", path=root, reason="absent or unreadable; nothing marked missing")
             report.outages.append(root)
             continue
@@ -55,14 +54,6 @@ def reconcile(store: Store, roots: Iterable[str], watch: WatchConfig, now: float
     log.info("reconcile_finished", quick=quick, seen=report.seen, queued=report.queued, missing=report.missing,
              deferred=report.deferred, outages=len(report.outages), seconds=round(report.seconds, 3))
     return report
-
-
-def _available(root: str) -> bool:
-    try:
-        with os.scandir(root):
-            return True
-    except OSError:
-        return False
 
 
 def _reconcile_root(store, root, watch, now, settle_s, defer, quick, report) -> None:
@@ -96,11 +87,11 @@ def _reconcile_root(store, root, watch, now, settle_s, defer, quick, report) -> 
         if len(batch) >= WRITE_BATCH:
             report.queued += store.enqueue(batch, now)
             batch = []
-        if len(vanished) >= WRITE_BATCH and _available(root):
+        if len(vanished) >= WRITE_BATCH and available(root):
             report.missing += store.mark_missing(vanished, now)
             vanished = []
     report.queued += store.enqueue(batch, now) if batch else 0
-    if not _available(root):  # it went away during the walk: an outage after all
+    if not available(root):  # it went away during the walk: an outage after all
         report.outages.append(root)
         return
     for folder in store.known_dirs_under(root):

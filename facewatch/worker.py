@@ -14,7 +14,7 @@ import structlog
 
 from facewatch import analyse
 from facewatch.config import Config
-from facewatch.files import inside
+from facewatch.files import available, inside
 from facewatch.pool import analyser_context
 from facewatch.store import Claim, Result, Store
 
@@ -42,7 +42,6 @@ class Batch:
 class Progress:
     batches: int = 0
     files: int = 0  # files whose result was saved
-    detections: int = 0
     failed: int = 0
     last_file: Optional[str] = None
     history: deque = field(default_factory=lambda: deque(maxlen=64))  # (time, files) samples
@@ -58,14 +57,7 @@ class Progress:
 
 def root_available(path: str, roots) -> bool:
     """Whether the watched root holding `path` (if any) can be listed now."""
-    for root in roots:
-        if inside(path, root):
-            try:
-                with os.scandir(root):
-                    return True
-            except OSError:
-                return False
-    return True
+    return all(available(root) for root in roots if inside(path, root))
 
 
 class Worker:
@@ -239,8 +231,6 @@ class Worker:
         p.history.append((now, len(batch.results)))
         for claim, result in zip(batch.claims, batch.results):
             p.last_file = claim.path
-            if result.kind == "done":
-                p.detections += 1
             if result.kind == "failed":
                 p.failed += 1
                 log.warning("file_failed", path=claim.path, error=result.error)
