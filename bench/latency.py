@@ -36,7 +36,7 @@ def main() -> None:
         db_path = work / "fw.db"
         config = work / "config.yaml"
         config.write_text(f"watch:\n  paths: [{photos}]\ndatabase: {db_path}\nlogging: {{level: warning}}\n")
-        daemon = subprocess.Popen([sys.executable, "-m", "facewatch.cli", "--config", str(config), "run"],
+        daemon = subprocess.Popen([sys.executable, "-m", "facewatch.launch", "--config", str(config), "run"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60

@@ -94,7 +94,7 @@ def facewatch_scan(corpus: Path, work: Path) -> tuple[float, float, dict]:
     config = work / "config.yaml"
     config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {work / 'fw.db'}\n"
                       "logging: {level: info, format: json}\n")
-    facewatch = [sys.executable, "-m", "facewatch.cli", "--config", str(config)]
+    facewatch = [sys.executable, "-m", "facewatch.launch", "--config", str(config)]
     started = time.perf_counter()
     log = subprocess.run([*facewatch, "scan"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True).stderr

@@ -2,7 +2,9 @@
 
 The server imports numpy, OpenCV and MediaPipe once (facewatch/preload.py) and inherits none of
 the daemon's threads, locks or database connections, so forking from it is safe at any time.
-This module stays light: the CLI starts the server first, so its imports overlap with ours.
+This module stays light: the CLI starts the server first, so its imports overlap with ours, and
+the calls below name facewatch.analyse without the daemon or the scan importing it (numpy,
+OpenCV and Pillow are a tenth of a second the main process never needs).
 """
 from multiprocessing import forkserver, get_context
 
@@ -16,3 +18,19 @@ def analyser_context():
 def start_analyser_server() -> None:
     analyser_context()
     forkserver.ensure_running()
+
+
+# What the pool runs in an analyser process, where the server has imported facewatch.analyse already.
+def init_process(*args) -> None:
+    from facewatch import analyse
+    analyse.init_process(*args)
+
+
+def ready() -> int:
+    from facewatch import analyse
+    return analyse.ready()
+
+
+def analyse(claim):
+    from facewatch import analyse
+    return analyse.analyse(claim)

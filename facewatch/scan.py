@@ -49,14 +49,12 @@ def _exclusive(config: Config):
 def scan(config: Config, paths: Optional[list], checkpoint_every: int, progress: bool) -> dict:
     """Queue `paths` (default: the watched roots) and process until the queue is empty."""
     with _exclusive(config) as store:
-        worker = Worker(store, config)
-        worker.start(wait=False)  # the models load while the folders are walked
+        # The analyser server (started by the CLI) imports MediaPipe while the folders are walked;
+        # starting the pool waits for it, so walk first.
         roots = paths or list(config.watch.paths)
-        try:
-            report = reconcile(store, roots, config.watch, time.time())
-        except BaseException:
-            worker.stop(time.time(), drain=False)
-            raise
+        report = reconcile(store, roots, config.watch, time.time())
+        worker = Worker(store, config)
+        worker.start(wait=False)
         total = store.queue_size()
         tracker = CheckpointTracker(DatabaseCheckpointManager(store, "scan"), total, checkpoint_every)
         tracker.save()  # resumable from the very start

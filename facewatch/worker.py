@@ -12,10 +12,9 @@ from typing import Callable, Optional
 
 import structlog
 
-from facewatch import analyse
+from facewatch import pool
 from facewatch.config import Config
 from facewatch.files import available, inside
-from facewatch.pool import analyser_context
 from facewatch.store import Claim, Result, Store
 
 log = structlog.get_logger("facewatch.worker")
@@ -81,15 +80,15 @@ class Worker:
     def start(self, wait: bool = True) -> None:
         """Start the analyser processes; with `wait`, until each has loaded its model."""
         p, d = self.config.processing, self.config.detector
-        context = analyser_context()
+        context = pool.analyser_context()
         # what each analyser is reading (file ids), so a crash or a hang is blamed on that file only
         self._reading = context.Array("q", 2 * p.worker_count)
         self._pool = ProcessPoolExecutor(
             max_workers=p.worker_count, mp_context=context,
-            initializer=analyse.init_process,
+            initializer=pool.init_process,
             initargs=(self.config.database, d.model, d.min_confidence, p.max_pixels, p.min_decode_side,
                       os.getpid(), self._reading))
-        warming = [self._pool.submit(analyse.ready) for _ in range(p.worker_count)]
+        warming = [self._pool.submit(pool.ready) for _ in range(p.worker_count)]
         if wait:
             for f in warming:
                 f.result()
@@ -146,7 +145,7 @@ class Worker:
     def _submit(self, claims: list[Claim], now: float) -> None:
         assert self._pool is not None, "Worker.start() was not called"
         self.progress.batches += 1
-        futures = [self._pool.submit(analyse.analyse, claim) for claim in claims]
+        futures = [self._pool.submit(pool.analyse, claim) for claim in claims]
         self.inflight.append(Batch(self.progress.batches, claims, futures, now))
         log.debug("batch_claimed", batch=self.progress.batches, files=len(claims))
 

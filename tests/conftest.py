@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-FACEWATCH = [sys.executable, "-m", "facewatch.cli"]
+FACEWATCH = [sys.executable, "-m", "facewatch.launch"]  # what the `facewatch` script runs
 # as root, run a command without the capabilities that let root read any file, so `chmod 000` bites
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
 

@@ -28,6 +28,24 @@ def test_status_never_imports_mediapipe_and_answers_fast(tmp_path):
     assert float(seconds) < 0.5
 
 
+def test_the_command_starts_the_analyser_server_only_for_commands_that_analyse():
+    from facewatch.launch import ANALYSING, command
+    assert command(["scan"]) == "scan" and command(["--config", "run", "status"]) == "status"
+    assert command(["--config", "/etc/x.yaml", "resume", "--checkpoint-every", "5"]) == "resume"
+    assert command(["--version"]) == "" and command([]) == ""
+    assert {command([c]) for c in ("run", "scan", "resume")} == ANALYSING
+    assert command(["export", "scan"]) not in ANALYSING
+
+
+def test_the_daemon_and_scan_processes_leave_the_image_stack_to_the_analysers():
+    # numpy, OpenCV, Pillow and MediaPipe load in the analyser server, once; the main process
+    # would pay a tenth of a second for them at every start, on the path to the first photo
+    code = ("import sys, facewatch.launch, facewatch.cli, facewatch.scan, facewatch.daemon\n"
+            "print(sorted(m for m in ('numpy', 'cv2', 'PIL', 'mediapipe', 'xxhash') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_install_unit_points_at_this_installation(tmp_path):
     out = facewatch(write_config(tmp_path), "install-unit", "--output", "-").stdout
     exec_start = [line for line in out.splitlines() if line.startswith("ExecStart=")]
