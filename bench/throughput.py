@@ -123,6 +123,7 @@ def fidelity(reference: dict, ours: dict) -> dict:
     return {"reference_faces": ref_total, "facewatch_faces": our_total,
             "count_difference_pct": 100.0 * (our_total - ref_total) / ref_total if ref_total else 0.0,
             "matched": len(ious), "min_iou": min(ious) if ious else None,
+            "mean_iou": sum(ious) / len(ious) if ious else None,
             "share_iou_ge_0_8": sum(i >= 0.8 for i in ious) / len(ious) if ious else None}
 
 
@@ -154,7 +155,8 @@ def main() -> None:
     f = fidelity(reference, ours)
     print(f"fidelity: {f['facewatch_faces']} faces vs {f['reference_faces']} at full resolution "
           f"({f['count_difference_pct']:+.1f}%, target within 3%); {f['matched']} found by both, "
-          f"IoU >= 0.8 for {100 * (f['share_iou_ge_0_8'] or 0):.1f}% of them (min {f['min_iou'] or 0:.2f})")
+          f"IoU >= 0.8 for {100 * (f['share_iou_ge_0_8'] or 0):.1f}% of them (mean {f['mean_iou'] or 0:.3f}, "
+          f"min {f['min_iou'] or 0:.2f})")
 
 
 if __name__ == "__main__":

@@ -165,6 +165,6 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
         return Result(claim.file_id, "failed", error=str(exc), **seen)
     except MemoryError:
         return Result(claim.file_id, "failed", error="not enough memory to decode this image", **seen)
-    faces = detector.detect(picture.rgb, picture.width, picture.height)
+    faces = detector.detect(picture.rgb, picture.width, picture.height, picture.scale)
     return Result(claim.file_id, "done", content_hash=content_hash, width=picture.width,
                   height=picture.height, faces=tuple(faces), **seen)

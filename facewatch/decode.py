@@ -32,6 +32,7 @@ class Decoded:
     rgb: np.ndarray  # what the detector sees
     width: int  # of the full-resolution image as a viewer shows it
     height: int
+    scale: int = 1  # full-resolution pixels per decoded pixel, on each axis
 
 
 def reduction(width: int, height: int, min_side: int = MIN_LONG_SIDE) -> int:
@@ -55,7 +56,7 @@ def decode(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE) -> Decod
         return _decode_other(data, max_pixels)
     if (rgb.shape[1] > rgb.shape[0]) != (width > height) and width != height:
         width, height = height, width  # OpenCV applied an EXIF rotation
-    return Decoded(rgb, width, height)
+    return Decoded(rgb, width, height, factor)
 
 
 def jpeg_size(data: bytes) -> Optional[tuple[int, int]]:

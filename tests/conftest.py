@@ -104,11 +104,26 @@ def reference_detector():
     detector.close()
 
 
-def reference_faces(detector, path: Path):
-    """What a hand-written loop finds: full-resolution decode (EXIF applied), full-range model."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return detector.detect(rgb, rgb.shape[1], rgb.shape[0]), rgb.shape[1], rgb.shape[0]
+@pytest.fixture(scope="session")
+def hand_loop():
+    """MediaPipe called the way a hand-written loop calls it: the whole picture, its own resizing."""
+    import mediapipe as mp
+    solution = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+    yield solution
+    solution.close()
+
+
+def reference_faces(hand_loop, path: Path):
+    """What a hand-written loop finds: full-resolution decode (EXIF applied), full-range model.
+    Boxes (x, y, w, h) and six keypoints each, in pixels, rounded as such a loop would."""
+    rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    h, w = rgb.shape[:2]
+    faces = []
+    for d in hand_loop.process(rgb).detections or ():
+        b = d.location_data.relative_bounding_box
+        keypoints = [(round(k.x * w), round(k.y * h)) for k in d.location_data.relative_keypoints]
+        faces.append(((round(b.xmin * w), round(b.ymin * h), round(b.width * w), round(b.height * h)), keypoints))
+    return faces, w, h
 
 
 def iou(a, b) -> float:

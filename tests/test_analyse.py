@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,18 +23,63 @@ def analyse(path, detector, content_hash=None, find=lambda h, i: None):
 
 @pytest.mark.parametrize("name", ["astronaut.jpg", "cameraman.jpg", "two_astronauts.jpg", "upright.jpg",
                                   "astronaut_9mp.jpg", "messi5.jpg", "coffee.png"])
-def test_faces_match_a_full_resolution_reference(photo_dir, reference_detector, name):
+def test_faces_match_a_full_resolution_reference(photo_dir, reference_detector, hand_loop, name):
     path = photo_dir / name
     if not path.exists():
         pytest.skip(f"{name} comes from Debian's opencv-doc package, which is not installed")
-    expected, width, height = reference_faces(reference_detector, path)
+    expected, width, height = reference_faces(hand_loop, path)
     result = analyse(path, reference_detector)
     assert result.kind == "done"
     assert (result.width, result.height) == (width, height)
     assert len(result.faces) == len(expected)
     for face in result.faces:
-        assert max(iou(face.bbox, e.bbox) for e in expected) >= 0.8
+        assert max(iou(face.bbox, box) for box, _ in expected) >= 0.8
         assert len(face.keypoints) == 6
+
+
+@pytest.mark.parametrize("name", ["astronaut_9mp.jpg", "two_astronauts.jpg", "messi5.jpg", "sideways.jpg"])
+def test_decoded_at_full_size_the_faces_are_the_hand_loops_to_the_pixel(photo_dir, reference_detector,
+                                                                         hand_loop, name):
+    # facewatch builds the model's input square itself (detect.model_input); at full size it must
+    # sample exactly where MediaPipe does, or every reduced decode would be off by as much
+    path = photo_dir / name
+    if not path.exists():
+        pytest.skip(f"{name} comes from Debian's opencv-doc package, which is not installed")
+    expected, _, _ = reference_faces(hand_loop, path)
+    picture = decode(path.read_bytes(), MAX_PIXELS, min_side=100_000)
+    assert picture.scale == 1
+    faces = reference_detector.detect(picture.rgb, picture.width, picture.height, picture.scale)
+    assert len(faces) == len(expected) > 0
+    for face, (box, keypoints) in zip(sorted(faces, key=lambda f: f.bbox), sorted(expected)):
+        assert all(abs(a - b) <= 1 for a, b in zip(face.bbox, box)), (face.bbox, box)  # rounding apart
+        assert all(abs(a - b) <= 1 for k, e in zip(face.keypoints, keypoints) for a, b in zip(k, e))
+
+
+def test_small_faces_in_12mp_photos_decoded_at_one_eighth_match_the_full_size_loop(tmp_path, photo_dir,
+                                                                                  reference_detector, hand_loop):
+    # the hard case of issue 6's fidelity target: Messi's face is 6% of a 12 MP frame, 12 of the
+    # model's 192 pixels, where a pixel's misplacement moves the box by a tenth of its width
+    if not (photo_dir / "messi5.jpg").exists():
+        pytest.skip("messi5.jpg comes from Debian's opencv-doc package, which is not installed")
+    source = np.asarray(Image.open(photo_dir / "messi5.jpg").convert("RGB"))
+    rng = np.random.default_rng(0)
+    ious, expected_total, found_total = [], 0, 0
+    for i in range(8):
+        # reframed to 4:3 with the edges' own colours (no new faces), at 4000x3000, sensor noise
+        pad = round(source.shape[0] * 4 / 3) - source.shape[1]
+        left = int(rng.integers(0, pad + 1)) if pad > 0 else 0
+        framed = cv2.copyMakeBorder(source, 0, 0, left, max(pad, 0) - left, cv2.BORDER_REPLICATE)
+        big = cv2.resize(framed[:, ::-1] if i % 2 else framed, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+        big = np.clip(big + rng.normal(0, 4, big.shape), 0, 255).astype(np.uint8)
+        path = save_jpeg(tmp_path / f"messi_12mp_{i}.jpg", big, quality=90)
+        expected, _, _ = reference_faces(hand_loop, path)
+        result = analyse(path, reference_detector)
+        assert decode(path.read_bytes(), MAX_PIXELS).scale == 8
+        expected_total, found_total = expected_total + len(expected), found_total + len(result.faces)
+        ious += [max((iou(face.bbox, box) for box, _ in expected), default=0.0) for face in result.faces]
+    assert expected_total >= 8 and abs(found_total - expected_total) <= 0.03 * expected_total
+    assert sum(i >= 0.8 for i in ious) >= 0.85 * len(ious), sorted(ious)
+    assert sum(ious) / len(ious) >= 0.85, sorted(ious)
 
 
 def test_the_astronauts_face_is_where_it_is(photo_dir, reference_detector):
