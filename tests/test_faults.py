@@ -99,7 +99,7 @@ def bad_files(photo_dir: Path, folder: Path, outside: Path) -> dict:
     return expected
 
 
-def test_bad_input_never_stops_the_daemon(tmp_path, photo_dir, reference_detector, daemon):
+def test_bad_input_never_stops_the_daemon(tmp_path, photo_dir, hand_loop, daemon):
     config = write_config(tmp_path, processing={"settle_s": 0.3, "max_attempts": 2},
                           schedule={"reconcile_interval_s": 2})
     photos, outside = tmp_path / "photos", tmp_path / "outside"
@@ -130,7 +130,7 @@ def test_bad_input_never_stops_the_daemon(tmp_path, photo_dir, reference_detecto
         for name, source in good.items():
             r = records[name]
             assert r["status"] == "done", (name, r["error"])
-            expected, _, _ = reference_faces(reference_detector, photo_dir / source)
+            expected, _, _ = reference_faces(hand_loop, photo_dir / source)
             if source not in ("astronaut.jpg",):
                 assert len(r["faces"]) == len(expected), name
             else:
