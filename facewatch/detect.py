@@ -11,9 +11,11 @@ from facewatch.store import Face
 MODELS = {"short_range": 0, "full_range": 1}
 INPUT_SIDE = {"short_range": 128, "full_range": 192}  # the square each model looks at
 
-# A pixel decoded at 1/2, 1/4 or 1/8 scale is the mean of a block of the full picture, where
-# MediaPipe samples single pixels: sharpen by this much to estimate those (see model_input).
-BLOCK_MEAN_SHARPENING = 0.5
+# A JPEG decoded at 1/8 scale keeps only each 8x8 block's mean (its DC coefficient), at 1/4 the
+# block's 2x2 lowest frequencies, at 1/2 its 4x4: smoother than the single pixels MediaPipe would
+# sample from a full decode. Sharpen by this much, per scale, to come closer to those (measured
+# against the full-size loop on the benchmark corpora, 12 MP and 1080p: see the README).
+SHARPENING = {1: 0.0, 2: 0.0, 4: 0.25, 8: 0.5}
 
 
 class Detector(Protocol):
@@ -52,11 +54,11 @@ def model_input(rgb: np.ndarray, width: int, height: int, scale: int, side: int)
     reduced decode see what a full decode would, short of detail finer than a decoded pixel:
     - pixel j of a decode at 1/scale covers full-size pixels scale*j .. scale*j + scale - 1, so
       it stands for the point scale*j + (scale - 1)/2, not scale*j. Letting MediaPipe resize the
-      reduced picture itself misplaces every sample by (scale - 1)/2 full-size pixels; measured
-      on the benchmark corpus, that alone took faces 6% of the frame wide from IoU 0.9+ to 0.6
-      against the full-resolution loop.
-    - that pixel is a block's mean, smoother than the single pixel MediaPipe would sample: a
-      light sharpening brings it closer (bench/throughput.py prints the resulting overlap).
+      reduced picture itself misplaces every sample by (scale - 1)/2 full-size pixels. Measured
+      against the full-size loop, that alone left 54% of faces 6% of a 12 MP frame wide at IoU
+      >= 0.8 (77% placed right), and lost 6% of the faces of 1080p photos (2% placed right).
+    - at 1/4 and 1/8 that pixel is smoother than the single pixel MediaPipe would sample: a light
+      sharpening brings it closer (SHARPENING; bench/throughput.py prints the resulting overlap).
     MediaPipe then sees a picture exactly its size, which it passes to the model unchanged.
     At scale 1 this is MediaPipe's own sampling, and the faces are the full-size loop's exactly.
     """
@@ -67,8 +69,8 @@ def model_input(rgb: np.ndarray, width: int, height: int, scale: int, side: int)
     offset = (scale - 1) / 2
     to_decoded = np.array([[step / scale, 0, (-pad_x - offset) / scale],
                            [0, step / scale, (-pad_y - offset) / scale]])
-    if scale > 1:
-        a = BLOCK_MEAN_SHARPENING
+    a = SHARPENING.get(scale, 0.0)
+    if a:
         kernel = np.array([[0, -a / 4, 0], [-a / 4, 1 + a, -a / 4], [0, -a / 4, 0]], np.float32)
         rgb = cv2.filter2D(rgb, -1, kernel, borderType=cv2.BORDER_REPLICATE)
     return cv2.warpAffine(rgb, to_decoded, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
