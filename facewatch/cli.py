@@ -95,7 +95,7 @@ def resume(ctx: click.Context, checkpoint_every: int) -> None:
 
 def _one_shot(ctx: click.Context, config: Config, call) -> None:
     from facewatch.pool import start_analyser_server
-    start_analyser_server()  # it loads the models while we walk the folders
+    start_analyser_server()  # loads the models while we walk the folders (launch.py may have already)
     _logging(config, level="warning" if sys.stderr.isatty() else None)
     from facewatch import scan as scan_module
     from facewatch.lock import DatabaseBusy

@@ -2,9 +2,10 @@
 
 The server imports numpy, OpenCV and MediaPipe once (facewatch/preload.py) and inherits none of
 the daemon's threads, locks or database connections, so forking from it is safe at any time.
-This module stays light: the CLI starts the server first, so its imports overlap with ours, and
-the calls below name facewatch.analyse without the daemon or the scan importing it (numpy,
-OpenCV and Pillow are a tenth of a second the main process never needs).
+This module stays light: the `facewatch` command starts the server before anything else
+(facewatch/launch.py), so its imports overlap with ours, and the calls below name
+facewatch.analyse without the daemon or the scan importing it (numpy, OpenCV and Pillow are a
+tenth of a second the main process never needs).
 """
 from multiprocessing import forkserver, get_context
 

@@ -49,8 +49,8 @@ def _exclusive(config: Config):
 def scan(config: Config, paths: Optional[list], checkpoint_every: int, progress: bool) -> dict:
     """Queue `paths` (default: the watched roots) and process until the queue is empty."""
     with _exclusive(config) as store:
-        # The analyser server (started by the CLI) imports MediaPipe while the folders are walked;
-        # starting the pool waits for it, so walk first.
+        # The analyser server (started by the `facewatch` command) imports MediaPipe while the
+        # folders are walked; starting the pool waits for it, so walk first.
         roots = paths or list(config.watch.paths)
         report = reconcile(store, roots, config.watch, time.time())
         worker = Worker(store, config)
