@@ -62,10 +62,9 @@ def model_input(rgb: np.ndarray, width: int, height: int, scale: int, side: int)
     MediaPipe then sees a picture exactly its size, which it passes to the model unchanged.
     At scale 1 this is MediaPipe's own sampling, and the faces are the full-size loop's exactly.
     """
-    long_side = max(width, height)
+    long_side, pad_x, pad_y = _letterbox(width, height)
     step = long_side / side  # full-size pixels per model pixel
     # model pixel (u, v) <- full-size point (u*step - pad_x, v*step - pad_y) <- decoded point
-    pad_x, pad_y = (long_side - width) / 2, (long_side - height) / 2
     offset = (scale - 1) / 2
     to_decoded = np.array([[step / scale, 0, (-pad_x - offset) / scale],
                            [0, step / scale, (-pad_y - offset) / scale]])
@@ -79,8 +78,7 @@ def model_input(rgb: np.ndarray, width: int, height: int, scale: int, side: int)
 
 def _to_face(detection, width: int, height: int) -> Face:
     # MediaPipe answers in fractions of the square it saw, which is the letterboxed full picture
-    long_side = max(width, height)
-    pad_x, pad_y = (long_side - width) / 2, (long_side - height) / 2
+    long_side, pad_x, pad_y = _letterbox(width, height)
 
     def point(x: float, y: float) -> tuple:
         return _clamp(x * long_side - pad_x, width), _clamp(y * long_side - pad_y, height)
@@ -90,6 +88,12 @@ def _to_face(detection, width: int, height: int) -> Face:
     x1, y1 = point(box.xmin + box.width, box.ymin + box.height)
     keypoints = tuple(point(k.x, k.y) for k in detection.location_data.relative_keypoints)
     return Face(score=float(detection.score[0]), bbox=(x0, y0, x1 - x0, y1 - y0), keypoints=keypoints)
+
+
+def _letterbox(width: int, height: int) -> tuple:
+    """The full picture centred in a square: its side, and the picture's offsets inside it."""
+    long_side = max(width, height)
+    return long_side, (long_side - width) / 2, (long_side - height) / 2
 
 
 def _clamp(value: float, limit: int) -> int:
