@@ -16,6 +16,9 @@ INPUT_SIDE = {"short_range": 128, "full_range": 192}  # the square each model lo
 # sample from a full decode. Sharpen by this much, per scale, to come closer to those (measured
 # against the full-size loop on the benchmark corpora, 12 MP and 1080p: see the README).
 SHARPENING = {1: 0.0, 2: 0.0, 4: 0.25, 8: 0.5}
+# each pixel plus `a` times its difference from the mean of its four neighbours
+_SHARPEN = {scale: np.array([[0, -a / 4, 0], [-a / 4, 1 + a, -a / 4], [0, -a / 4, 0]], np.float32)
+            for scale, a in SHARPENING.items() if a}
 
 
 class Detector(Protocol):
@@ -68,10 +71,8 @@ def model_input(rgb: np.ndarray, width: int, height: int, scale: int, side: int)
     offset = (scale - 1) / 2
     to_decoded = np.array([[step / scale, 0, (-pad_x - offset) / scale],
                            [0, step / scale, (-pad_y - offset) / scale]])
-    a = SHARPENING.get(scale, 0.0)
-    if a:
-        kernel = np.array([[0, -a / 4, 0], [-a / 4, 1 + a, -a / 4], [0, -a / 4, 0]], np.float32)
-        rgb = cv2.filter2D(rgb, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+    if scale in _SHARPEN:
+        rgb = cv2.filter2D(rgb, -1, _SHARPEN[scale], borderType=cv2.BORDER_REPLICATE)
     return cv2.warpAffine(rgb, to_decoded, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
