@@ -20,6 +20,7 @@ MIN_LONG_SIDE = 480
 _REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
             2: cv2.IMREAD_REDUCED_COLOR_2, 1: cv2.IMREAD_COLOR}
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_TIFF = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -102,11 +103,12 @@ def _decode_other(data: bytes, max_pixels: int) -> Decoded:
     _check_pixels(width, height, max_pixels)
     if orientation in _ROTATED:
         width, height = height, width
-    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+    # OpenCV orients PNGs unless told not to, and WebPs never: have it leave the pixels as
+    # stored, and turn them here.
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
     if rgb is None:
-        rgb = _orient(_decode_with_pillow(data), orientation)
-    elif (rgb.shape[1] > rgb.shape[0]) != (width > height) and width != height:
-        rgb = _orient(rgb, orientation)  # a format whose orientation OpenCV does not read
+        rgb = _decode_with_pillow(data)
+    rgb = _orient(rgb, orientation)
     return Decoded(np.ascontiguousarray(rgb), width, height)
 
 
@@ -119,6 +121,8 @@ def _header(data: bytes) -> tuple[int, int, int]:
                 try:
                     orientation = int(im.getexif().get(0x0112, 1))
                 except Exception:  # a broken EXIF block is not a broken picture
+                    orientation = 1
+                if data[:4] in _TIFF:  # libtiff turns TIFFs itself, under OpenCV and Pillow alike
                     orientation = 1
                 return im.width, im.height, orientation
     except UnidentifiedImageError:

@@ -104,6 +104,31 @@ def test_exif_orientation_gives_upright_coordinates(photo_dir, reference_detecto
     assert iou(sideways.faces[0].bbox, upright.faces[0].bbox) >= 0.8
 
 
+# How to store a picture so that a viewer applying EXIF orientation N shows it upright.
+_STORED_AS = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("square", [True, False], ids=["square", "portrait"])
+def test_exif_orientation_of_png_webp_and_tiff(tmp_path, photo_dir, reference_detector, fmt, orientation, square):
+    upright = np.asarray(Image.open(photo_dir / "upright.jpg"))  # 512 x 768, one face in the top half
+    if square:
+        upright = np.ascontiguousarray(upright[:512])
+    stored = Image.fromarray(upright).transpose(_STORED_AS[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"turned.{fmt.lower()}"
+    stored.save(path, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+    picture = decode(path.read_bytes(), MAX_PIXELS)
+    assert (picture.width, picture.height) == (upright.shape[1], upright.shape[0])
+    assert picture.rgb.shape == upright.shape
+    assert np.abs(picture.rgb.astype(int) - upright).mean() < 1, "not turned upright"
+    expected = analyse(photo_dir / "upright.jpg", reference_detector).faces
+    faces = analyse(path, reference_detector).faces
+    assert len(faces) == 1 and iou(faces[0].bbox, expected[0].bbox) >= 0.8
+
+
 def test_large_jpegs_are_decoded_at_reduced_scale(photo_dir):
     data = (photo_dir / "astronaut_9mp.jpg").read_bytes()
     picture = decode(data, MAX_PIXELS)
