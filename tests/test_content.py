@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import time
+from datetime import datetime, timezone
 
 import cv2
 import pytest
@@ -35,6 +36,13 @@ def test_renames_moves_touch_and_chmod_run_no_detection(tmp_path, daemon, photo_
     before = idle(config)
     assert before["analyses"] == 300
     faces = faces_by_name(config)
+    analysed_at = {os.path.basename(p): r["processed_at"] for p, r in export(config).items()}
+    time.sleep(1.1)  # processed_at has whole seconds: anything computed from here on is later
+    mark = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def since_mark():
+        out = facewatch(config, "export", "--since", mark).stdout
+        return [json.loads(line)["path"] for line in out.splitlines()]
 
     for i, path in enumerate(sorted((photos / "loose").iterdir())):  # one by one
         os.rename(path, path.with_name(f"renamed-{i:04d}.jpg"))
@@ -58,13 +66,22 @@ def test_renames_moves_touch_and_chmod_run_no_detection(tmp_path, daemon, photo_
     shutil.copy(photos / "loose" / "renamed-0007.jpg", photos / "copy-of-7.jpg")
     s = idle(config)
     assert s["analyses"] == 300, "touch, chmod or a copy ran a detection"
-    assert export(config)[str(photos / "copy-of-7.jpg")]["faces"] == faces["a0007.jpg"]
+    records = export(config)
+    assert records[str(photos / "copy-of-7.jpg")]["faces"] == faces["a0007.jpg"]
+    # processed_at is when the faces were computed: none of the above computed any
+    assert records[str(photos / "copy-of-7.jpg")]["processed_at"] == analysed_at["a0007.jpg"]
+    for i in range(150):
+        assert records[str(photos / "loose" / f"renamed-{i:04d}.jpg")]["processed_at"] == analysed_at[f"a{i:04d}.jpg"]
+        assert records[str(photos / "nested" / "album" / f"b{i:04d}.jpg")]["processed_at"] == \
+            analysed_at[f"b{i:04d}.jpg"]
+    assert since_mark() == [], "export --since handed out old results as new"
 
     edited = photos / "loose" / "renamed-0003.jpg"
     shutil.copy(photo_dir / "two_astronauts.jpg", edited)  # new bytes: two faces now
     s = idle(config)
     assert s["analyses"] == 301, "an edit must run exactly one detection"
     assert len(export(config)[str(edited)]["faces"]) == 2
+    assert since_mark() == [str(edited)]
 
 
 def test_moves_while_stopped_are_matched_by_content(tmp_path, photo_dir):

@@ -177,6 +177,25 @@ def test_reused_result_copies_faces_of_the_same_bytes(store):
     assert store.stats()["analyses"] == 1  # no second detection
 
 
+def test_processed_at_is_when_the_faces_were_computed(store):
+    store.enqueue([st("/p/a.jpg")], now=1)
+    (a,) = store.claim("w", 1, now=1, lease_s=60)
+    store.save("w", [Result(a.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=3, height=4,
+                            faces=(FACE,), content_hash="same")], now=1_800_000_000)
+    computed = store.file_record("/p/a.jpg").processed_at
+    assert computed == "2027-01-15T08:00:00+00:00"
+    store.enqueue([st("/p/a.jpg", mtime=2), st("/p/copy.jpg")], now=1_800_000_100)  # a touch, and a copy
+    a, copy = store.claim("w", 2, now=1_800_000_100, lease_s=60)
+    store.save("w", [Result(a.file_id, "unchanged", size=1, mtime_ns=2, ctime_ns=1, content_hash="same"),
+                     Result(copy.file_id, "reused", size=1, mtime_ns=1, ctime_ns=1, content_hash="same",
+                            source_id=a.file_id)], now=1_800_000_200)
+    assert store.file_record("/p/a.jpg").processed_at == computed
+    assert store.file_record("/p/copy.jpg").processed_at == computed
+    store.rename("/p/a.jpg", "/p/b.jpg", now=1_800_000_300)
+    assert store.file_record("/p/b.jpg").processed_at == computed
+    assert list(store.iter_files(ExportFilter(since="2027-01-15T08:00:01+00:00"))) == []
+
+
 def test_moved_result_hands_the_old_row_its_new_path(store):
     store.enqueue([st("/p/old.jpg"), st("/p/new.jpg")], now=1)
     old, new = store.claim("w", 2, now=1, lease_s=60)

@@ -200,7 +200,7 @@ class SQLiteStore:
                        iso(now), iso(now), r.file_id))
             self._log_processed(c, r)
             return
-        width, height, count = r.width, r.height, len(r.faces)
+        width, height, count, processed_at = r.width, r.height, len(r.faces), iso(now)
         if r.kind == "done":
             c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
             c.executemany(
@@ -220,15 +220,16 @@ class SQLiteStore:
             c.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) "
                       "SELECT ?, idx, score, x, y, w, h, keypoints FROM faces WHERE file_id=?",
                       (r.file_id, r.source_id))
-            width, height, count = c.execute("SELECT width, height, face_count FROM files WHERE file_id=?",
-                                             (r.source_id,)).fetchone()
+            width, height, count, processed_at = c.execute(
+                "SELECT width, height, face_count, processed_at FROM files WHERE file_id=?", (r.source_id,)).fetchone()
         else:  # unchanged: the bytes are those already analysed
-            width, height, count = c.execute("SELECT width, height, face_count FROM files WHERE file_id=?",
-                                             (r.file_id,)).fetchone()
+            width, height, count, processed_at = c.execute(
+                "SELECT width, height, face_count, processed_at FROM files WHERE file_id=?", (r.file_id,)).fetchone()
+        # processed_at is when these faces were computed: a copy has its source's, a touch keeps its own
         c.execute("UPDATE files SET status='done', error=NULL, size=?, mtime_ns=?, ctime_ns=?, content_hash=?, "
                   "width=?, height=?, face_count=?, processed_at=?, updated_at=? WHERE file_id=?",
                   (r.size, r.mtime_ns, r.ctime_ns, r.content_hash, width, height, count,
-                   iso(now), iso(now), r.file_id))
+                   processed_at, iso(now), r.file_id))
 
     @staticmethod
     def _source_status(c, file_id: int) -> Optional[str]:
