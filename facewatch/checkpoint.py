@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
 import structlog
 
+from facewatch.store import CHECKPOINT_STATUSES, StoreError
+
 log = structlog.get_logger("facewatch.checkpoint")
 
-STATUSES = ("in_progress", "completed", "error")
+STATUSES = CHECKPOINT_STATUSES
 CHECKPOINT_FILE = "checkpoint.json"
 
 
@@ -63,9 +64,7 @@ class CheckpointManager:
         except OSError as exc:
             log.error("checkpoint_save_failed", path=str(self.path), error=exc.strerror or str(exc))
             return False
-        log.info("checkpoint_saved", message=f"Checkpoint saved: batch={state.batch_number}, "
-                 f"processed={state.processed_files_count}/{state.total_files}",
-                 batch=state.batch_number, processed=state.processed_files_count, total=state.total_files)
+        _log_saved(state)
         return True
 
     record = save_checkpoint
@@ -73,19 +72,14 @@ class CheckpointManager:
     def load_checkpoint(self) -> Optional[CheckpointState]:
         """The saved state, or None when there is none or it is unreadable (logged)."""
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            known = {f.name for f in fields(CheckpointState)}
-            state = CheckpointState(**{k: v for k, v in raw.items() if k in known})
+            state = _state_from(json.loads(self.path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as exc:
             log.warning("checkpoint_unreadable", path=str(self.path), error=str(exc),
                         reason="corrupt or truncated; treated as absent")
             return None
-        log.info("checkpoint_loaded", message=f"Checkpoint loaded: batch={state.batch_number}, "
-                 f"processed={state.processed_files_count}/{state.total_files}, status={state.status}",
-                 batch=state.batch_number, processed=state.processed_files_count,
-                 total=state.total_files, status=state.status)
+        _log_loaded(state.batch_number, state.processed_files_count, state.total_files, state.status)
         return state
 
     def has_checkpoint(self) -> bool:
@@ -132,6 +126,42 @@ class CheckpointManager:
         return state
 
 
+# what each field of a saved CheckpointState may hold
+_FIELD_TYPES = {"batch_number": (int,), "processed_files_count": (int,), "total_files": (int,),
+                "current_threshold": (int, float, type(None)), "last_processed_file": (str, type(None)),
+                "timestamp": (str,), "status": (str,)}
+
+
+def _state_from(raw) -> CheckpointState:
+    """A CheckpointState from parsed JSON; ValueError or TypeError for anything else."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"expected a JSON object, found {type(raw).__name__}")
+    values = {}
+    for name, types in _FIELD_TYPES.items():
+        if name not in raw:
+            continue
+        value = raw[name]
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise TypeError(f"{name} is {value!r}, not a {' or '.join(t.__name__ for t in types)}")
+        values[name] = value
+    if values.get("batch_number", 0) < 0 or values.get("processed_files_count", 0) < 0 \
+            or values.get("total_files", 0) < 0:
+        raise ValueError("negative counts")
+    return CheckpointState(**values)
+
+
+def _log_saved(state: CheckpointState) -> None:
+    log.info("checkpoint_saved", message=f"Checkpoint saved: batch={state.batch_number}, "
+             f"processed={state.processed_files_count}/{state.total_files}",
+             batch=state.batch_number, processed=state.processed_files_count, total=state.total_files)
+
+
+def _log_loaded(batch: int, processed: int, total: Optional[int], status: Optional[str]) -> None:
+    log.info("checkpoint_loaded", message=f"Checkpoint loaded: batch={batch}, processed={processed}"
+             f"{'' if total is None else f'/{total}'}, status={status}",
+             batch=batch, processed=processed, total=total, status=status)
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -141,18 +171,27 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class DatabaseCheckpointManager:
-    """Checkpoints in the store's `checkpoints` and `processed_files` tables."""
+    """Checkpoints in the store's `checkpoints` and `processed_files` tables.
 
-    def __init__(self, store, kind: str = "scan"):
-        self.store = store
+    `db` is a store, a database setting (an SQLite file's path, a postgresql:// URL), or an open
+    sqlite3 connection to a facewatch database. `kind` keeps the daemon's checkpoints apart from
+    those of one-shot scans, which `facewatch resume` continues from."""
+
+    def __init__(self, db, kind: str = "scan"):
+        self.store = _as_store(db)
         self.kind = kind
 
     def save_checkpoint(self, batch_number: int, processed_count: int, status: str = "in_progress",
                         metadata: Optional[dict] = None) -> Optional[int]:
+        """Record progress; returns the checkpoint's id (None if the database would not take it).
+        ValueError for a status other than in_progress, completed or error."""
+        if status not in STATUSES:
+            raise ValueError(f"checkpoint status must be one of {', '.join(STATUSES)}, not {status!r}")
         try:
             checkpoint_id = self.store.save_checkpoint(batch_number, processed_count, status, metadata, self.kind)
-        except sqlite3.Error as exc:
-            log.error("database_checkpoint_failed", batch=batch_number, error=str(exc))
+        except StoreError as exc:
+            log.error("database_checkpoint_failed", batch=batch_number, processed=processed_count,
+                      status=status, error=str(exc))
             return None
         log.info("database_checkpoint_saved", message=f"Database checkpoint saved: batch={batch_number}, "
                  f"processed={processed_count}, status={status}", checkpoint_id=checkpoint_id,
@@ -161,76 +200,136 @@ class DatabaseCheckpointManager:
 
     def record(self, state: CheckpointState) -> Optional[int]:
         """Save a tracker's state (the metadata keeps what the table has no column for)."""
-        return self.save_checkpoint(state.batch_number, state.processed_files_count, state.status,
-                                    metadata=asdict(state))
+        checkpoint_id = self.save_checkpoint(state.batch_number, state.processed_files_count, state.status,
+                                             metadata=asdict(state))
+        if checkpoint_id is not None:
+            _log_saved(state)
+        return checkpoint_id
 
-    def load_checkpoint(self) -> Optional[dict]:
-        """The latest checkpoint of this kind, as a dict, or None."""
+    def load_checkpoint(self):
+        """The latest checkpoint of this kind (a CheckpointRecord, readable as a dict too), or None."""
         try:
-            return self.store.latest_checkpoint(self.kind)
-        except sqlite3.Error as exc:
-            log.error("database_checkpoint_unreadable", error=str(exc))
+            checkpoint = self.store.latest_checkpoint(self.kind)
+        except StoreError as exc:
+            log.error("database_checkpoint_unreadable", kind=self.kind, error=str(exc))
             return None
+        if checkpoint is not None:
+            _log_loaded(checkpoint.batch_number, checkpoint.processed_files_count,
+                        checkpoint.metadata.get("total_files"), checkpoint.status)
+        return checkpoint
 
     def get_remaining_files(self, checkpoint_batch: int) -> list[str]:
-        """Files not yet processed (queued or claimed) as of now."""
+        """The files of the checkpoint saved with batch number `checkpoint_batch` (the newest such)
+        that are not processed yet.
+
+        The files of a checkpoint are those the index held when it was saved (not those found
+        since; missing ones never count). A file is processed once a processed_files row says so
+        (an analysis, or `update_processed_files(id, worker, "processed")`; "error" does not), until
+        it is queued again because its bytes changed. Unknown batch: logged, []."""
         try:
-            remaining = self.store.remaining_files()
-        except sqlite3.Error as exc:
+            checkpoint = self.store.latest_checkpoint(self.kind, batch_number=checkpoint_batch)
+            if checkpoint is None:
+                log.warning("checkpoint_batch_unknown", batch=checkpoint_batch, kind=self.kind)
+                return []
+            remaining = self.store.remaining_files(checkpoint.id)
+        except StoreError as exc:
             log.error("remaining_files_failed", batch=checkpoint_batch, error=str(exc))
             return []
-        log.info("remaining_files_found", message=f"Found {len(remaining)} remaining files from "
-                 f"checkpoint batch {checkpoint_batch}", remaining=len(remaining), batch=checkpoint_batch)
+        _log_remaining(len(remaining), checkpoint_batch)
         return remaining
 
-    def update_processed_files(self, file_id: int, worker_id: int, status: str) -> bool:
+    def count_remaining_files(self, checkpoint_batch: int) -> Optional[int]:
+        """How many files `get_remaining_files` would return, without listing them."""
+        try:
+            checkpoint = self.store.latest_checkpoint(self.kind, batch_number=checkpoint_batch)
+            if checkpoint is None:
+                return None
+            count = self.store.count_remaining(checkpoint.id)
+        except StoreError as exc:
+            log.error("remaining_files_failed", batch=checkpoint_batch, error=str(exc))
+            return None
+        _log_remaining(count, checkpoint_batch)
+        return count
+
+    def update_processed_files(self, file_id: int, worker_id: Optional[int], status: str) -> bool:
+        """Record that `worker_id` processed file `file_id` (status `processed`, `done`, `failed`, ...)."""
         try:
             self.store.update_processed_file(file_id, worker_id, status)
             return True
-        except sqlite3.Error as exc:
-            log.error("processed_file_update_failed", file_id=file_id, error=str(exc))
+        except StoreError as exc:
+            log.error("processed_file_update_failed", file_id=file_id, worker_id=worker_id, status=status,
+                      error=str(exc))
             return False
 
-    def get_checkpoint_with_files(self) -> tuple[Optional[dict], list[str]]:
+    def get_checkpoint_with_files(self) -> tuple[Optional[object], list[str]]:
         checkpoint = self.load_checkpoint()
         if checkpoint is None:
             return None, []
         return checkpoint, self.get_remaining_files(checkpoint["batch_number"])
 
     def mark_checkpoint_completed(self, checkpoint_id: int) -> bool:
+        """Mark a checkpoint completed; False when there is no such checkpoint or the database refused."""
         try:
-            self.store.set_checkpoint_status(checkpoint_id, "completed")
-            return True
-        except sqlite3.Error as exc:
+            marked = self.store.set_checkpoint_status(checkpoint_id, "completed")
+        except StoreError as exc:
             log.error("checkpoint_complete_failed", checkpoint_id=checkpoint_id, error=str(exc))
             return False
+        if not marked:
+            log.warning("checkpoint_unknown", checkpoint_id=checkpoint_id)
+        return marked
 
-    def mark_completed(self) -> Optional[dict]:
+    def mark_completed(self):
         checkpoint = self.load_checkpoint()
         if checkpoint is not None:
             self.mark_checkpoint_completed(checkpoint["id"])
         return checkpoint
 
+    def prune(self, keep: int) -> int:
+        """Delete this kind's checkpoints but the newest `keep`; the newest one is always kept."""
+        try:
+            return self.store.prune_checkpoints(self.kind, keep)
+        except StoreError as exc:
+            log.warning("checkpoint_prune_failed", kind=self.kind, error=str(exc))
+            return 0
+
     def get_statistics(self) -> dict:
         try:
             return self.store.checkpoint_statistics()
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.error("checkpoint_statistics_failed", error=str(exc))
             return {}
+
+
+def _log_remaining(count: int, batch: int) -> None:
+    log.info("remaining_files_found", message=f"Found {count} remaining files from checkpoint batch {batch}",
+             remaining=count, batch=batch)
+
+
+def _as_store(db):
+    """A store from whatever the API's user holds: a store, a path or URL, an sqlite3 connection."""
+    import sqlite3
+    from facewatch.store import open_store
+    if isinstance(db, (str, os.PathLike)):
+        return open_store(os.fspath(db))
+    if isinstance(db, sqlite3.Connection):
+        path = next(r[2] for r in db.execute("PRAGMA database_list") if r[1] == "main")
+        return open_store(path)
+    return db
 
 
 class CheckpointTracker:
     """Counts processed files and saves a checkpoint every `checkpoint_interval` of them."""
 
     def __init__(self, checkpoint_manager, total_files: int, checkpoint_interval: int = 100,
-                 batch_number: int = 0, processed_files_count: int = 0):
+                 batch_number: int = 0, processed_files_count: int = 0,
+                 current_threshold: Optional[float] = None):
         self.manager = checkpoint_manager
         self.total_files = total_files
         self.checkpoint_interval = max(1, checkpoint_interval)
         self.batch_number = batch_number
         self.processed = processed_files_count
         self.last_file: Optional[str] = None
-        self.threshold: Optional[float] = None
+        self.threshold = current_threshold
         self._since_save = 0
 
     def update(self, file_path: str, current_threshold: Optional[float] = None) -> bool:
@@ -262,8 +361,13 @@ class CheckpointTracker:
     def mark_completed(self) -> CheckpointState:
         return self.save("completed")
 
-    def get_progress(self) -> dict:
-        percent = 100.0 * self.processed / self.total_files if self.total_files else 100.0
+    def get_progress(self) -> float:
+        """Percentage of the files processed, from 0 to 100."""
+        if self.total_files <= 0:
+            return 100.0
+        return max(0.0, min(100.0, 100.0 * self.processed / self.total_files))
+
+    def progress_details(self) -> dict:
         return {"processed": self.processed, "total": self.total_files,
-                "percentage": round(min(percent, 100.0), 2), "batch_number": self.batch_number,
-                "last_processed_file": self.last_file}
+                "percentage": round(self.get_progress(), 2), "batch_number": self.batch_number,
+                "last_processed_file": self.last_file, "current_threshold": self.threshold}

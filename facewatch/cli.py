@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from typing import Optional
 
 import click
@@ -12,7 +13,22 @@ import click
 from facewatch.config import Config, ConfigError, load_config
 
 EXIT_CONFIG = 2
-EXIT_BUSY = 3
+EXIT_BUSY = 3  # another facewatch process holds the database
+EXIT_DATABASE = 4  # the database cannot be used (the line says why and what to do)
+
+
+@contextmanager
+def _database_errors(ctx: click.Context, busy_hint: str = ""):
+    """The store's errors as one line and an exit status, never a traceback."""
+    from facewatch.store import DatabaseInUse, StoreError
+    try:
+        yield
+    except DatabaseInUse as exc:
+        click.echo(f"facewatch: {exc}{busy_hint}", err=True)
+        ctx.exit(EXIT_BUSY)
+    except StoreError as exc:
+        click.echo(f"facewatch: {exc}", err=True)
+        ctx.exit(EXIT_DATABASE)
 
 
 def _config(ctx: click.Context) -> Config:
@@ -40,20 +56,18 @@ def main(ctx: click.Context, config_path: Optional[str]) -> None:
 
 
 @main.command()
+@click.option("--worker-only", is_flag=True,
+              help="Only analyse from the shared queue: no watching, no reconciling (a host lending its cores).")
 @click.pass_context
-def run(ctx: click.Context) -> None:
+def run(ctx: click.Context, worker_only: bool) -> None:
     """Run the daemon in the foreground (what systemd starts)."""
     config = _config(ctx)
     from facewatch.pool import start_analyser_server
     start_analyser_server()
     _logging(config)
     from facewatch.daemon import Daemon
-    from facewatch.lock import DatabaseBusy
-    try:
-        code = Daemon(config).run()
-    except DatabaseBusy as exc:
-        click.echo(f"facewatch: {exc}; is the daemon already running?", err=True)
-        ctx.exit(EXIT_BUSY)
+    with _database_errors(ctx, "; is the daemon already running?"):
+        code = Daemon(config, worker_only=worker_only).run()
     ctx.exit(code)
 
 
@@ -63,7 +77,9 @@ def run(ctx: click.Context) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show the daemon, the queue and the index, whether or not the daemon runs."""
     from facewatch.status import collect_status, format_status
-    state = collect_status(_config(ctx), time.time())
+    config = _config(ctx)
+    with _database_errors(ctx):
+        state = collect_status(config, time.time())
     click.echo(json.dumps(state, indent=2) if as_json else format_status(state))
 
 
@@ -80,7 +96,7 @@ def scan(ctx: click.Context, paths: tuple, checkpoint_every: int) -> None:
         if not os.path.isdir(root):
             click.echo(f"facewatch: {root}: not a folder", err=True)
             ctx.exit(EXIT_CONFIG)
-    _one_shot(ctx, config, lambda s, progress: s.scan(config, roots, checkpoint_every, progress))
+    _one_shot(ctx, config, lambda s, terminal: s.scan(config, roots, checkpoint_every, terminal))
 
 
 @main.command()
@@ -90,20 +106,21 @@ def scan(ctx: click.Context, paths: tuple, checkpoint_every: int) -> None:
 def resume(ctx: click.Context, checkpoint_every: int) -> None:
     """Continue an interrupted scan from its checkpoint."""
     config = _config(ctx)
-    _one_shot(ctx, config, lambda s, progress: s.resume(config, checkpoint_every, progress))
+    _one_shot(ctx, config, lambda s, terminal: s.resume(config, checkpoint_every, terminal))
 
 
 def _one_shot(ctx: click.Context, config: Config, call) -> None:
     from facewatch.pool import start_analyser_server
     start_analyser_server()  # loads the models while we walk the folders (launch.py may have already)
-    _logging(config, level="warning" if sys.stderr.isatty() else None)
     from facewatch import scan as scan_module
-    from facewatch.lock import DatabaseBusy
+    from facewatch.logs import setup_logging
+    from facewatch.progress import Terminal
+    terminal = Terminal(sys.stderr) if sys.stderr.isatty() else None
+    # on a terminal: the checkpoint lines above a progress bar; elsewhere the configured logs
+    setup_logging(config.logging.format, config.logging.level, stream=terminal, one_shot=terminal is not None)
     try:
-        stats = call(scan_module, sys.stderr.isatty())
-    except DatabaseBusy as exc:
-        click.echo(f"facewatch: {exc}; stop the daemon first (systemctl stop facewatch)", err=True)
-        ctx.exit(EXIT_BUSY)
+        with _database_errors(ctx, "; stop the daemon first (systemctl stop facewatch)"):
+            stats = call(scan_module, terminal).as_dict()
     except scan_module.NothingToResume as exc:
         click.echo(str(exc), err=True)
         ctx.exit(1)
@@ -134,7 +151,8 @@ def export(ctx: click.Context, fmt: str, output: Optional[str], statuses: tuple,
         flt = ExportFilter(tuple(statuses), min_faces, parse_since(since) if since else None)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since")
-    count = export_results(config.database, fmt, output, flt)
+    with _database_errors(ctx):
+        count = export_results(config.database, fmt, output, flt)
     if output:
         click.echo(f"{count} {'files' if fmt == 'jsonl' else 'faces'} written to {output}", err=True)
 
@@ -144,12 +162,13 @@ def export(ctx: click.Context, fmt: str, output: Optional[str], statuses: tuple,
 @click.pass_context
 def failed(ctx: click.Context, as_json: bool) -> None:
     """List failed files and why they failed."""
-    from facewatch.export import open_reader
-    from facewatch.store import ExportFilter
-    store = open_reader(_config(ctx).database)
-    rows = [] if store is None else [
-        {"path": r.path, "error": r.error, "processed_at": r.processed_at}
-        for r in store.iter_files(ExportFilter(statuses=("failed",)))]
+    from facewatch.store import ExportFilter, open_reader
+    config = _config(ctx)
+    with _database_errors(ctx):
+        store = open_reader(config.database)
+        rows = [] if store is None else [
+            {"path": r.path, "error": r.error, "processed_at": r.processed_at}
+            for r in store.iter_files(ExportFilter(statuses=("failed",)))]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -167,9 +186,11 @@ def retry(ctx: click.Context, paths: tuple, retry_all: bool) -> None:
     from facewatch.store import open_store
     if not paths and not retry_all:
         raise click.UsageError("name the files to retry, or pass --all")
-    store = open_store(_config(ctx).database)
-    queued = store.retry_failed(None if retry_all else [os.path.abspath(p) for p in paths], time.time())
-    store.close()
+    config = _config(ctx)
+    with _database_errors(ctx):
+        store = open_store(config.database)
+        queued = store.retry_failed(None if retry_all else [os.path.abspath(p) for p in paths], time.time())
+        store.close()
     click.echo(f"{queued} file{'s' if queued != 1 else ''} queued again")
 
 
@@ -180,9 +201,11 @@ def retry(ctx: click.Context, paths: tuple, retry_all: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, path: str, as_json: bool, draw: Optional[str]) -> None:
     """One file: its status, size, faces and error."""
-    from facewatch.export import open_reader
-    store = open_reader(_config(ctx).database)
-    record = store.file_record(os.path.abspath(path)) if store else None
+    from facewatch.store import open_reader
+    config = _config(ctx)
+    with _database_errors(ctx):
+        store = open_reader(config.database)
+        record = store.file_record(os.path.abspath(path)) if store else None
     if record is None:
         click.echo(f"facewatch: {os.path.abspath(path)}: not in the index", err=True)
         ctx.exit(1)

@@ -51,6 +51,7 @@ class ScheduleConfig:
     checkpoint_interval_s: float = 60
     reconcile_interval_s: float = 3600
     full_reconcile_interval_s: float = 86400
+    keep_checkpoints: int = 1440  # of each kind (daemon, scan): a day of the daemon's, at one a minute
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def _check(name: str, value: Any, fail) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise fail(name, f"expected auto or a whole number >= 1, got {value!r}")
         return value
-    if name in ("processing.batch_size", "processing.max_attempts"):
+    if name in ("processing.batch_size", "processing.max_attempts", "schedule.keep_checkpoints"):
         return _positive_int(name, value, fail)
     if name == "processing.max_pixels":
         return _positive_int(name, value, fail, minimum=1000)

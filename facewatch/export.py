@@ -9,19 +9,11 @@ import tempfile
 from datetime import datetime, timezone
 from typing import Optional
 
-from facewatch.store import ExportFilter
+from facewatch.store import ExportFilter, open_reader
 
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
 CSV_HEADER = ["path", "width", "height", "face_index", "score", "x", "y", "w", "h"] + \
     [f"{k}_{axis}" for k in KEYPOINTS for axis in ("x", "y")]
-
-
-def open_reader(database: str):
-    """A read-only store, or None when the database does not exist yet."""
-    from facewatch.store import open_store
-    if not os.path.exists(database):
-        return None
-    return open_store(database, readonly=True)
 
 
 def parse_since(text: str) -> str:

@@ -1,24 +1,34 @@
-"""APScheduler jobs of the daemon: checkpoint, reconcile, release stale claims, pulse."""
+"""The daemon's APScheduler jobs: reconcile, checkpoint, release stale claims, pulse, roots."""
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Optional
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+
+from facewatch.checkpoint import DatabaseCheckpointManager
+from facewatch.reconcile import reconcile
+from facewatch.store import TRANSIENT, StoreUnusable
 
 log = structlog.get_logger("facewatch.jobs")
 
 # coalesce: a backlog of missed runs is one run; max_instances: never two at once; no misfire
 # grace limit: a job that was due while the machine slept or was busy still runs when it can.
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+PULSE_S = 2.0  # heartbeat, health check and watchdog ping
+STATUS_S = 5.0  # the STATUS= line systemctl status shows
+LOOP_STALL_S = 45.0  # the worker loop silent this long is hung
+BATCH_HANG_S = 300.0  # a batch in flight this long is hung
+STALE_CLAIMS_S = 60.0
+ROOTS_CHECK_S = 5.0
 
 
 class Jobs:
-    def __init__(self):
+    def __init__(self, on_fatal: Callable[[Exception], None] = lambda exc: None):
+        self.on_fatal = on_fatal  # a database no wait can heal: the daemon must stop and say why
         self.scheduler = BackgroundScheduler(
             job_defaults=JOB_DEFAULTS, executors={"default": ThreadPoolExecutor(4)}, timezone="UTC")
         self._running: set = set()
@@ -47,8 +57,10 @@ class Jobs:
                 self._running.add(name)
             try:
                 func()
-            except sqlite3.OperationalError as exc:  # locked or full: the next run tries again
+            except TRANSIENT as exc:  # locked, full, the server away: the next run tries again
                 log.warning("job_failed", job=name, error=str(exc))
+            except StoreUnusable as exc:
+                self.on_fatal(exc)
             except Exception as exc:  # a bug: log it whole; the next run is still due
                 log.error("job_failed", job=name, error=str(exc), exc_info=True)
             finally:
@@ -69,3 +81,103 @@ class Jobs:
             if self._running:
                 log.warning("jobs_still_running", jobs=sorted(self._running))
             return not self._running
+
+
+class Chores:
+    """The daemon's periodic jobs: reconcile, checkpoint, release stale claims, pulse, roots.
+
+    `daemon` is the Daemon that wires them (its store, config, worker, watcher, notifier, clock)."""
+
+    def __init__(self, daemon):
+        self.d = daemon
+        self.unhealthy_reason: Optional[str] = None
+        self._last_full_reconcile = float("-inf")
+        self.full_reconcile_due = True
+
+    def schedule(self, jobs: Jobs, watching: bool) -> None:
+        d, s = self.d, self.d.config.schedule
+        if watching:
+            jobs.add("reconcile", self.reconcile, s.reconcile_interval_s, now=True)
+            jobs.add("check_roots", self.check_roots, ROOTS_CHECK_S)
+        jobs.add("checkpoint", self.checkpoint, s.checkpoint_interval_s)
+        jobs.add("release_stale", self.release_stale, STALE_CLAIMS_S)
+        jobs.add("pulse", self.pulse, min(PULSE_S, d.notifier.watchdog_interval_s() or PULSE_S))
+        jobs.add("status", lambda: d.notifier.send(status=self.status_line()), STATUS_S)
+
+    def reconcile(self, roots=None) -> None:
+        """Full at start, for roots that came back, after lost events and once a day; else quick."""
+        d = self.d
+        now = d.clock()
+        full = (roots is not None or self.full_reconcile_due
+                or now - self._last_full_reconcile >= d.config.schedule.full_reconcile_interval_s)
+        if full and roots is None:
+            self.full_reconcile_due, self._last_full_reconcile = False, now
+        report = reconcile(d.store, roots or d.config.watch.paths, d.config.watch, now,
+                           settle_s=d.config.processing.settle_s, defer=d.watcher.defer, quick=not full)
+        d.wake.set()
+        for root, folders in report.folders.items():
+            if d.watcher.check_coverage(root, folders):
+                self.reconcile([root])  # whatever arrived while the watch was switched
+
+    def check_roots(self) -> None:
+        came_back = self.d.watcher.check_roots()
+        if came_back:
+            log.info("watch_roots_back", paths=came_back)
+            self.reconcile(came_back)
+
+    def checkpoint(self, status: str = "in_progress") -> None:
+        d = self.d
+        progress, now = d.worker.progress, d.clock()
+        stats = d.store.stats()
+        DatabaseCheckpointManager(d.store, kind="daemon").save_checkpoint(
+            progress.batches, progress.files, status,
+            metadata={"pending": stats.pending, "processing": stats.processing,
+                      "rate_files_per_s": round(progress.rate(now), 2), "failed": progress.failed,
+                      "last_processed_file": progress.last_file, "pid": d.pid,
+                      "current_threshold": d.config.detector.min_confidence})
+        d.store.prune_checkpoints("daemon", d.config.schedule.keep_checkpoints)
+        d.store.maintain()
+
+    def release_stale(self) -> None:
+        released = self.d.store.release_stale(self.d.clock())
+        if released:
+            log.warning("stale_claims_released", files=released)
+            self.d.wake.set()
+
+    def pulse(self) -> None:
+        """Heartbeat and watchdog ping, only while the worker and the watcher are healthy."""
+        d = self.d
+        reason = self.health(d.clock())
+        if reason != self.unhealthy_reason:
+            if reason:
+                log.error("daemon_unhealthy", reason=reason)
+            elif self.unhealthy_reason:
+                log.info("daemon_healthy_again")
+            self.unhealthy_reason = reason
+        if reason:
+            d.notifier.send(status=f"unhealthy: {reason}")
+            return
+        d.notifier.send(watchdog=1)  # healthy even when the disk is full: nothing to restart
+        d.store.heartbeat(d.identity.name, d.clock())
+
+    def health(self, now: float) -> Optional[str]:
+        """None when healthy, else why not."""
+        d = self.d
+        if now - d.tick > LOOP_STALL_S:
+            return f"the worker loop has not run for {now - d.tick:.0f} s"
+        if d.worker.oldest_inflight_age(now) > BATCH_HANG_S:
+            return f"a batch has been in the analysers for {d.worker.oldest_inflight_age(now):.0f} s"
+        if d.watcher is not None and not d.watcher.alive():
+            return "a watcher thread died"
+        return None
+
+    def status_line(self) -> str:
+        d = self.d
+        stats = d.store.stats().as_dict()
+        f, q = stats["files"], stats["queue"]
+        rate = d.worker.progress.rate(d.clock())
+        roots = len(d.config.watch.paths)
+        what = "analysing for others" if d.watcher is None else \
+            f"watching {roots} folder{'s' if roots != 1 else ''}"
+        return (f"{what}: {q['pending'] + q['processing']} pending, "
+                f"{f['done']} done, {f['failed']} failed, {stats['faces']} faces, {rate:.0f} files/s")

@@ -1,21 +1,20 @@
-"""One writer process per database: the daemon or a scan holds an flock beside the file."""
+"""An flock held by one process: the SQLite store's single writer (a daemon or a one-shot run)."""
 from __future__ import annotations
 
 import fcntl
 import os
 from typing import Optional
 
-
-class DatabaseBusy(Exception):
-    """Another facewatch process (a daemon or a scan) holds the database."""
+from facewatch.store.errors import DatabaseInUse
 
 
-class DatabaseLock:
-    def __init__(self, database: str):
-        self.path = os.path.abspath(database) + ".lock"
+class FileLock:
+    def __init__(self, path: str):
+        self.path = path
         self._fd: Optional[int] = None
 
-    def acquire(self) -> None:
+    def acquire(self, what: str) -> None:
+        """Hold the lock, or raise DatabaseInUse naming `what` and the pid that holds it."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
@@ -23,7 +22,7 @@ class DatabaseLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise DatabaseBusy(f"the database {self.path[:-5]} is in use by facewatch (pid {holder})") from None
+            raise DatabaseInUse(f"{what} is in use by facewatch (pid {holder})") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
@@ -34,9 +33,8 @@ class DatabaseLock:
             self._fd = None
 
 
-def is_held(database: str) -> Optional[bool]:
-    """Whether some process holds the lock now; None when that cannot be told (no access)."""
-    path = os.path.abspath(database) + ".lock"
+def is_held(path: str) -> Optional[bool]:
+    """Whether some process holds the lock at `path` now; None when that cannot be told (no access)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

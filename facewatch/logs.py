@@ -1,6 +1,7 @@
 """structlog set-up: JSON lines under systemd or in a pipe, a console renderer on a TTY."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -36,21 +37,53 @@ class RateLimiter:
         return event_dict
 
 
-def setup_logging(fmt: str = "auto", level: str = "info", stream=None) -> None:
+def render_console(logger, method_name, event_dict) -> str:
+    """`INFO - Checkpoint saved: ...` for events that carry the specified message; otherwise the
+    event's name and its fields: `WARNING - file_failed path=/p/a.jpg error=...`."""
+    stamp = event_dict.pop("timestamp", None)
+    level = str(event_dict.pop("level", method_name)).upper()
+    message = event_dict.pop("message", None)
+    event = event_dict.pop("event", "")
+    trace = event_dict.pop("exception", None)
+    text = f"{level} - {message}" if message else f"{level} - {event}" + "".join(
+        f" {key}={_value(value)}" for key, value in event_dict.items())
+    if stamp:
+        text = f"{stamp} {text}"
+    return f"{text}\n{trace}" if trace else text
+
+
+def _value(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return json.dumps(text) if isinstance(value, str) and (not text or " " in text or '"' in text) else text
+
+
+def _messages_only(logger, method_name, event_dict):
+    """One-shot runs on a terminal: below warning, only the lines the specification words."""
+    if method_name in ("debug", "info") and "message" not in event_dict:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def setup_logging(fmt: str = "auto", level: str = "info", stream=None, one_shot: bool = False) -> None:
+    """Logs to `stream` (stderr): JSON lines under systemd or in a pipe, plain lines on a terminal.
+
+    `one_shot` (scan, resume on a terminal): only messages worded for users below warning, no
+    timestamps, so they read as the specification writes them above the progress bar."""
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() and not os.environ.get("JOURNAL_STREAM") else "json"
-    renderer = (structlog.dev.ConsoleRenderer(colors=stream.isatty()) if fmt == "console"
-                else structlog.processors.JSONRenderer(ensure_ascii=False))
+    renderer = render_console if fmt == "console" else structlog.processors.JSONRenderer(ensure_ascii=False)
     numeric = getattr(logging, level.upper(), logging.INFO)
     processors = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         RateLimiter(),
     ]
+    if fmt == "console" and one_shot:
+        processors.append(_messages_only)
     if fmt == "json" and not os.environ.get("JOURNAL_STREAM"):
         processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))  # the journal stamps its own
-    elif fmt == "console":
+    elif fmt == "console" and not one_shot:
         processors.append(structlog.processors.TimeStamper(fmt="%H:%M:%S"))
     processors += [structlog.processors.format_exc_info, renderer]
     structlog.configure(

@@ -1,47 +1,54 @@
-"""`facewatch status`: read-only, fast, and honest about a daemon that died."""
+"""`facewatch status`: read-only, fast, and honest about a daemon that died or froze."""
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from facewatch.config import Config
-from facewatch.lock import is_held
-from facewatch.store.sqlite import HEARTBEAT_STALE_S, iso
-
-EMPTY = {"queue": {"pending": 0, "processing": 0},
-         "files": {"total": 0, "done": 0, "failed": 0, "missing": 0, "with_faces": 0},
-         "faces": 0, "analyses": 0}
+from facewatch.store import CheckpointRecord, DaemonInfo, Stats, iso, open_reader
 
 
 def collect_status(config: Config, now: float) -> dict:
-    from facewatch.export import open_reader
     store = open_reader(config.database)
-    stats, daemon, checkpoint = EMPTY, None, None
+    stats, daemons, held, checkpoint = Stats(), [], False, None
+    display = config.database
     if store is not None:
-        stats, daemon, checkpoint = store.stats(), store.daemon_info(), store.latest_checkpoint()
-        store.close()
-    return {"daemon": _daemon_state(config.database, daemon, now), **stats,
-            "checkpoint": _checkpoint(checkpoint), "watch": list(config.watch.paths),
-            "database": config.database}
+        try:
+            stats, daemons, checkpoint = store.stats(), store.daemons(), store.latest_checkpoint()
+            held, display = store.lock_held(), store.display
+        finally:
+            store.close()
+    rows = [_daemon(d, now, held) for d in daemons]
+    return {"daemon": _main_daemon(rows), **stats.as_dict(), "checkpoint": _checkpoint(checkpoint),
+            "watch": list(config.watch.paths), "database": display, "database_exists": store is not None,
+            "daemons": [{k: r[k] for k in ("host", "pid", "running", "started_at", "heartbeat_at", "worker_only")}
+                        for r in rows if r["running"] or not r["stopped_at"]]}
 
 
-def _daemon_state(database: str, info: Optional[dict], now: float) -> dict:
-    heartbeat = (info or {}).get("heartbeat_at")
-    fresh = heartbeat is not None and now - heartbeat < HEARTBEAT_STALE_S
-    held = is_held(database)
-    running = fresh and held is not False
-    return {"running": running, "pid": (info or {}).get("pid") if running else None,
-            "started_at": (info or {}).get("started_at") if running else None,
-            "heartbeat_at": iso(heartbeat) if heartbeat else None,
-            "last_pid": (info or {}).get("pid"), "stopped_at": (info or {}).get("stopped_at")}
+def _daemon(d: DaemonInfo, now: float, lock_held: Optional[bool]) -> dict:
+    # a frozen daemon keeps its lock but stops heartbeating; a killed one loses its lock at once
+    running = d.fresh(now) and lock_held is not False
+    return {"host": d.host, "pid": d.pid, "running": running, "started_at": d.started_at,
+            "heartbeat_at": iso(d.heartbeat_at) if d.heartbeat_at else None, "stopped_at": d.stopped_at,
+            "worker_only": d.worker_only}
 
 
-def _checkpoint(row: Optional[dict]) -> Optional[dict]:
+def _main_daemon(rows: list[dict]) -> dict:
+    """The daemon `status` speaks of: a running one, else the one started last."""
+    row = next((r for r in rows if r["running"]), rows[0] if rows else None)
+    if row is None:
+        return {"running": False, "pid": None, "started_at": None, "heartbeat_at": None,
+                "last_pid": None, "stopped_at": None}
+    running = row["running"]
+    return {"running": running, "pid": row["pid"] if running else None,
+            "started_at": row["started_at"] if running else None, "heartbeat_at": row["heartbeat_at"],
+            "last_pid": row["pid"], "stopped_at": row["stopped_at"], "host": row["host"]}
+
+
+def _checkpoint(row: Optional[CheckpointRecord]) -> Optional[dict]:
     if row is None:
         return None
-    return {"id": row["id"], "batch_number": row["batch_number"],
-            "processed_files_count": row["processed_files_count"], "status": row["status"],
-            "created_at": row["created_at"], "kind": row["kind"]}
+    return {"id": row.id, "batch_number": row.batch_number, "processed_files_count": row.processed_files_count,
+            "status": row.status, "created_at": row.created_at, "kind": row.kind}
 
 
 def format_status(s: dict) -> str:
@@ -55,7 +62,7 @@ def format_status(s: dict) -> str:
     lines = [
         f"daemon      {daemon}",
         f"watching    {', '.join(s['watch'])}",
-        f"database    {s['database']}" + ("" if os.path.exists(s["database"]) else " (not created yet)"),
+        f"database    {s['database']}" + ("" if s["database_exists"] else " (not created yet)"),
         f"queue       {q['pending']} pending, {q['processing']} processing",
         f"files       {f['total']} known: {f['done']} done, {f['failed']} failed, {f['missing']} missing",
         f"faces       {s['faces']} in {f['with_faces']} files",
@@ -63,6 +70,10 @@ def format_status(s: dict) -> str:
                           f"#{c['id']} ({c['kind']}) batch {c['batch_number']}, "
                           f"{c['processed_files_count']} processed, {c['status']}, at {c['created_at']}"),
     ]
+    if len(s["daemons"]) > 1:
+        lines.insert(1, "hosts       " + ", ".join(
+            f"{x['host']} (pid {x['pid']}{', worker only' if x['worker_only'] else ''}: "
+            f"{'running' if x['running'] else 'not running'})" for x in s["daemons"]))
     if f["failed"]:
         lines.append("            `facewatch failed` lists the failed files and why")
     return "\n".join(lines)

@@ -11,7 +11,6 @@ import ctypes
 import errno
 import os
 import queue
-import sqlite3
 import threading
 import time
 from typing import Callable, Optional
@@ -23,7 +22,7 @@ from watchdog.observers.polling import PollingObserver
 
 from facewatch.config import Config
 from facewatch.files import inside, is_image_name, stat_file, walk
-from facewatch.store import FileStat, Store
+from facewatch.store import TRANSIENT, FileStat, Store, StoreUnusable
 
 log = structlog.get_logger("facewatch.watcher")
 
@@ -71,8 +70,10 @@ class Watcher:
     """Observers for the watched roots, a settle list, and the flusher that writes to the store."""
 
     def __init__(self, store: Store, config: Config, on_enqueued: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 on_fatal: Callable[[Exception], None] = lambda exc: None):
         self.store = store
+        self.on_fatal = on_fatal  # a database no wait can heal
         self.config = config
         self.on_enqueued = on_enqueued
         self.clock = clock
@@ -196,8 +197,11 @@ class Watcher:
         while not self._stop.is_set():
             try:
                 self._flush()
-            except sqlite3.Error as exc:  # the store is locked or full: the notes wait
+            except TRANSIENT as exc:  # the store is locked or full: the notes wait
                 log.warning("enqueue_failed", error=str(exc), reason="kept in memory; retrying")
+                self._stop.wait(1.0)
+            except StoreUnusable as exc:
+                self.on_fatal(exc)
                 self._stop.wait(1.0)
             self._stop.wait(FLUSH_INTERVAL_S)
 
@@ -212,7 +216,7 @@ class Watcher:
         for i, note in enumerate(notes):
             try:
                 self._apply(note, self._complete)
-            except sqlite3.Error:
+            except Exception:
                 self._carry = notes[i:]
                 raise
         self._complete += self._settled()

@@ -1,28 +1,35 @@
-"""step(): claim a batch -> analyse its files in the analyser processes -> save it in one transaction."""
+"""step(): claim a batch -> analyse its files in the analyser processes -> save it in one transaction.
+
+`work()` is the one loop around it, for the daemon (until stopped) and for one-shot runs (burst:
+until nothing is left), as rq's worker is.
+"""
 from __future__ import annotations
 
 import os
 import socket
-import sqlite3
+import threading
+import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import structlog
 
-from facewatch import pool
+from facewatch.analysers import Analysers
 from facewatch.config import Config
 from facewatch.files import available, inside
-from facewatch.store import Claim, Result, Store
+from facewatch.store import TRANSIENT, Claim, Result, Store, StoreError
 
 log = structlog.get_logger("facewatch.worker")
 
 LEASE_S = 600.0  # a claim not saved by then goes back to the queue (release_stale)
 OUTAGE_RETRY_S = 30.0  # a file whose watched folder is unavailable is tried again this much later
-PIPELINE_DEPTH = 2  # batches in flight, so the pool never waits for a save
+PIPELINE_DEPTH = 2  # batches in flight, so the analysers never wait for a save
 HANG_S = 120.0  # a batch in flight this long has a file the analysers will not finish
+IDLE_WAIT_S = 1.0  # an idle loop looks at the queue at least this often
+DRAIN_POLL_S = 0.05  # how soon a stop that cannot wait (a second SIGTERM) cuts a drain short
 
 
 @dataclass
@@ -59,62 +66,79 @@ def root_available(path: str, roots) -> bool:
     return all(available(root) for root in roots if inside(path, root))
 
 
-class Worker:
-    """Feeds the process pool from the queue and stores what it returns."""
+def backoff_s(tries: int) -> float:
+    """How long a file waits after its `tries`-th transient failure."""
+    return min(2.0 ** tries, 300.0)
 
-    def __init__(self, store: Store, config: Config, name: Optional[str] = None,
-                 on_saved: Optional[Callable[[Batch], None]] = None):
+
+class Worker:
+    """Feeds the analysers from the queue and stores what they return."""
+
+    def __init__(self, store: Store, config: Config, claimant: Optional[str] = None,
+                 analysers: Optional[Analysers] = None, on_saved: Optional[Callable[[Batch], None]] = None,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.config = config
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.claimant = claimant or f"{socket.gethostname()}:{os.getpid()}"
+        self.analysers = analysers if analysers is not None else Analysers(config)
         self.on_saved = on_saved
+        self.clock = clock
         self.inflight: deque[Batch] = deque()
         self.progress = Progress()
-        self._pool: Optional[ProcessPoolExecutor] = None
         self._save_backoff_until = 0.0
         self._save_failures = 0
-        self._reading = None  # shared with the analysers: (pid, file id) of what each one reads
         self._culprits: set = set()
 
-    # the pool -----------------------------------------------------------------------------------
     def start(self, wait: bool = True) -> None:
-        """Start the analyser processes; with `wait`, until each has loaded its model."""
-        p, d = self.config.processing, self.config.detector
-        context = pool.analyser_context()
-        # what each analyser is reading (file ids), so a crash or a hang is blamed on that file only
-        self._reading = context.Array("q", 2 * p.worker_count)
-        self._pool = ProcessPoolExecutor(
-            max_workers=p.worker_count, mp_context=context,
-            initializer=pool.init_process,
-            initargs=(self.config.database, d.model, d.min_confidence, p.max_pixels, p.min_decode_side,
-                      os.getpid(), self._reading))
-        warming = [self._pool.submit(pool.ready) for _ in range(p.worker_count)]
-        if wait:
-            for f in warming:
-                f.result()
-
-    def stop(self, now: float, drain: bool = True, abort: Callable[[], bool] = lambda: False) -> None:
-        """Finish what is in flight (unless `abort` says stop at once) and give back the rest."""
-        if drain:
-            while self.inflight and self._pool is not None and not abort():
-                wait(self.inflight[0].futures, timeout=0.5)
-                self._collect(now)
-                if self.inflight and self._save_backoff_until > now:
-                    break
-            if self.inflight and abort():
-                log.info("drain_cut_short", batches=len(self.inflight))
-        try:
-            released = self.store.release(self.name)
-            if released:
-                log.info("claims_released", files=released)
-        except sqlite3.Error as exc:  # the next start takes them back: it holds the lock
-            log.warning("claims_not_released", error=str(exc))
-        self.inflight.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=drain, cancel_futures=True)
-            self._pool = None
+        """Start the analysers; with `wait`, until each has loaded its model."""
+        self.analysers.start(wait)
 
     # the loop -----------------------------------------------------------------------------------
+    def work(self, stop: threading.Event, wake: threading.Event, burst: bool = False,
+             before_step: Callable[[float], None] = lambda now: None) -> None:
+        """Claim, analyse and save until `stop` is set; with `burst`, until nothing is left to do.
+
+        `wake` is set by whoever queues work; a wake-up with less than a batch waiting waits
+        `processing.max_batch_wait_s` more, so a burst of arrivals is analysed as one batch."""
+        p = self.config.processing
+        while not stop.is_set():
+            now = self.clock()
+            before_step(now)
+            self.step(now)
+            if self.busy:
+                self.wait(0.2)
+                continue
+            pause = self._idle_pause(now, burst)
+            if pause is None:
+                return  # burst: everything is done or failed
+            woke = wake.wait(pause)
+            wake.clear()
+            if woke and self._ready(self.clock()) < p.batch_size:
+                stop.wait(p.max_batch_wait_s)
+
+    def _idle_pause(self, now: float, burst: bool) -> Optional[float]:
+        """How long an idle loop may sleep; None in burst mode when nothing is left at all."""
+        pause = IDLE_WAIT_S
+        if self._save_backoff_until > now:
+            return min(pause, self._save_backoff_until - now)
+        if burst:
+            try:
+                if self.store.queue_size(now):
+                    return 0.05
+                later = self.store.next_ready_at()
+            except TRANSIENT:
+                return pause
+            if later is None:
+                return None
+            pause = min(pause, max(later - now, 0.05))  # a retry backing off
+        return pause
+
+    def _ready(self, now: float) -> int:
+        try:
+            return self.store.queue_size(now)
+        except TRANSIENT:
+            return 0  # the next claim will say what is wrong, and back off
+
     @property
     def busy(self) -> bool:
         return bool(self.inflight)
@@ -125,9 +149,9 @@ class Worker:
         saved = self._collect(now)
         if len(self.inflight) < PIPELINE_DEPTH and now >= self._save_backoff_until:
             try:
-                claims = self.store.claim(self.name, self.config.processing.batch_size, now, LEASE_S)
-            except sqlite3.OperationalError as exc:
-                self._save_failed(exc, now)
+                claims = self.store.claim(self.claimant, self.config.processing.batch_size, now, LEASE_S)
+            except TRANSIENT as exc:
+                self._store_failed(exc, now)
                 return saved
             if claims:
                 self._submit(claims, now)
@@ -142,10 +166,30 @@ class Worker:
     def oldest_inflight_age(self, now: float) -> float:
         return now - self.inflight[0].started_at if self.inflight else 0.0
 
+    def stop(self, drain: bool = True, abort: Callable[[], bool] = lambda: False) -> None:
+        """Finish what is in flight (unless `abort` says stop at once) and give back the rest."""
+        if drain:
+            while self.inflight and self.analysers.started and not abort():
+                wait(self.inflight[0].futures, timeout=DRAIN_POLL_S)
+                now = self.clock()
+                self._collect(now)
+                if self.inflight and self._save_backoff_until > now:
+                    break  # the database will not take them now: the next start analyses them again
+            if self.inflight and abort():
+                log.info("drain_cut_short", batches=len(self.inflight))
+        try:
+            released = self.store.release(self.claimant)
+            if released:
+                log.info("claims_released", files=released)
+        except StoreError as exc:  # their leases expire; the next start takes them back sooner
+            log.warning("claims_not_released", error=str(exc))
+        self.inflight.clear()
+        self.analysers.shutdown(wait=drain and not abort())
+
+    # a batch ------------------------------------------------------------------------------------
     def _submit(self, claims: list[Claim], now: float) -> None:
-        assert self._pool is not None, "Worker.start() was not called"
         self.progress.batches += 1
-        futures = [self._pool.submit(pool.analyse, claim) for claim in claims]
+        futures = [self.analysers.submit(claim) for claim in claims]
         self.inflight.append(Batch(self.progress.batches, claims, futures, now))
         log.debug("batch_claimed", batch=self.progress.batches, files=len(claims))
 
@@ -156,9 +200,9 @@ class Worker:
             if batch.results is None:
                 batch.results = [self._result_of(c, f) for c, f in zip(batch.claims, batch.futures)]
             try:
-                self.store.save(self.name, batch.results, now)
-            except sqlite3.OperationalError as exc:
-                self._save_failed(exc, now)
+                self.store.save(self.claimant, batch.results, now)
+            except TRANSIENT as exc:
+                self._store_failed(exc, now)
                 break
             if self._save_failures:
                 log.info("database_writable_again", after_failures=self._save_failures)
@@ -172,13 +216,18 @@ class Worker:
         try:
             result = future.result()
         except BrokenProcessPool:
-            self._restart_pool()
+            self._culprits |= self.analysers.restart()
             if claim.file_id not in self._culprits:  # queued behind the file that broke it
                 return Result(claim.file_id, "deferred", error="an analyser process died", retry_after_s=0)
+            self._culprits.discard(claim.file_id)
             result = Result(claim.file_id, "retry", error="analysing this file crashed or hung the analyser")
         except Exception as exc:  # a bug, not bad input: say so, keep going
             log.error("analyse_crashed", path=claim.path, error=repr(exc))
             result = Result(claim.file_id, "failed", error=f"internal error while analysing: {exc!r}")
+        return self._judged(claim, result)
+
+    def _judged(self, claim: Claim, result: Result) -> Result:
+        """Outages are not the file's fault; transient errors back off, then give up."""
         if result.kind == "missing" and not root_available(claim.path, self.config.watch.paths):
             # the file's watched folder is gone (an unmounted share): an outage, not a deletion
             return replace(result, kind="deferred", error="its watched folder is unavailable",
@@ -187,42 +236,24 @@ class Worker:
             tries = claim.attempts + 1
             if tries >= self.config.processing.max_attempts:
                 return replace(result, kind="failed", error=f"{result.error} (gave up after {tries} attempts)")
-            return replace(result, retry_after_s=min(2.0 ** tries, 300.0))
+            return replace(result, retry_after_s=backoff_s(tries))
         return result
-
-    def _restart_pool(self) -> None:
-        if self._pool is not None and getattr(self._pool, "_broken", False):
-            for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.join(timeout=2.0)  # the pool told the others to stop: let them say so
-            # an analyser that was told to stop cleared its file id: those left are what it died on
-            self._culprits = {file_id for file_id in self._reading[1::2] if file_id > 0}
-            log.warning("analyser_restarted", reason="an analyser process died",
-                        files=sorted(self._culprits))
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-            self.start()
 
     def _kill_hung_analysers(self, now: float) -> None:
         """A batch that takes this long has a file the decoder or the model will not finish."""
-        if self._pool is None or self.oldest_inflight_age(now) < HANG_S:
+        if not self.analysers.started or self.oldest_inflight_age(now) < HANG_S:
             return
         log.error("analyser_hung", seconds=round(self.oldest_inflight_age(now)),
                   reason="its processes are restarted; the file it was reading is retried")
-        processes = list(getattr(self._pool, "_processes", {}).values())
-        for process in processes:
-            process.terminate()  # a working analyser clears its slot and exits; a hung one cannot
-        for process in processes:
-            process.join(timeout=2.0)
-            if process.is_alive():
-                process.kill()  # the pool breaks, and _restart_pool blames what it was reading
+        self.analysers.kill_hung()  # the pool breaks, and _result_of blames what it was reading
 
-    def _save_failed(self, exc: Exception, now: float) -> None:
+    def _store_failed(self, exc: Exception, now: float) -> None:
         self._save_failures += 1
         delay = min(0.5 * 2 ** min(self._save_failures, 6), 30.0)
         self._save_backoff_until = now + delay
         if self._save_failures == 1 or self._save_failures % 20 == 0:
             log.warning("database_write_failed", error=str(exc), retry_in_s=delay,
-                        failures=self._save_failures, database=self.config.database)
+                        failures=self._save_failures)
 
     def _account(self, batch: Batch, now: float) -> None:
         p = self.progress

@@ -135,6 +135,19 @@ def iou(a, b) -> float:
     return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
 
 
+# stores ---------------------------------------------------------------------------------------
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def any_store(request, tmp_path):
+    """A fresh, empty store of each backend, opened through open_store."""
+    from facewatch.store import open_store
+    store = open_store(str(tmp_path / "db" / "facewatch.db"))
+    yield store
+    store.close()
+
+
 # configs and commands -------------------------------------------------------------------------
 def write_config(folder: Path, **sections) -> Path:
     """A config.yaml in `folder` watching folder/photos (unless watch.paths says otherwise)."""

@@ -64,6 +64,31 @@ def test_truncated_or_corrupt_checkpoint_is_treated_as_absent(tmp_path, logs):
     assert any(e["event"] == "checkpoint_unreadable" for e in logs)
 
 
+@pytest.mark.parametrize("content", ["[1, 2, 3]", "null", "42", '"text"',
+                                     '{"batch_number": "one", "processed_files_count": 1, "total_files": 2}',
+                                     '{"batch_number": 1, "processed_files_count": 1, "total_files": 2, "status": 7}',
+                                     '{"batch_number": 1, "processed_files_count": null, "total_files": 2}',
+                                     '{"batch_number": 1, "current_threshold": "high"}',
+                                     '{"batch_number": 1, "status": "paused"}',
+                                     '{"batch_number": -1}'])
+def test_valid_json_that_is_not_a_checkpoint_is_treated_as_absent(tmp_path, logs, content):
+    manager = CheckpointManager(tmp_path)
+    manager.path.write_text(content)
+    assert manager.load_checkpoint() is None
+    assert manager.has_checkpoint() is False and manager.resume_from_checkpoint() is None
+    assert manager.mark_completed() is None
+    assert any(e["event"] == "checkpoint_unreadable" and e["log_level"] == "warning" for e in logs)
+
+
+def test_tracker_progress_is_a_percentage(tmp_path):
+    tracker = CheckpointTracker(CheckpointManager(tmp_path), total_files=8, checkpoint_interval=100)
+    assert tracker.get_progress() == 0.0
+    for i in range(3):
+        tracker.update(f"/p/{i}.jpg")
+    assert tracker.get_progress() == pytest.approx(37.5)
+    assert CheckpointTracker(CheckpointManager(tmp_path), total_files=0).get_progress() == 100.0
+
+
 def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     manager = CheckpointManager(tmp_path)
     manager.create_checkpoint(batch_number=1, processed_files_count=10, total_files=20)
@@ -104,6 +129,30 @@ def test_database_manager_round_trip(store, logs):
     assert db.update_processed_files(999, 7, "done") is False  # the foreign key holds; logged, not raised
 
 
+def test_processed_files_are_no_longer_remaining(tmp_path, logs):
+    db = DatabaseCheckpointManager(str(tmp_path / "fw.db"))  # a database's path will do
+    db.store.enqueue([FileStat(f"/p/{i}.jpg", 1, 1) for i in range(5)], now=1)
+    ids = {r.path: r.file_id for r in db.store.iter_files()}
+    cid = db.save_checkpoint(1, 0, "in_progress")
+    assert len(db.get_remaining_files(1)) == 5
+    assert db.update_processed_files(ids["/p/1.jpg"], 3, "processed")
+    assert db.update_processed_files(ids["/p/3.jpg"], 4, "processed")
+    assert db.get_remaining_files(1) == ["/p/0.jpg", "/p/2.jpg", "/p/4.jpg"]
+    assert "Found 3 remaining files from checkpoint batch 1" in [e.get("message") for e in logs]
+    db.store.enqueue([FileStat("/p/5.jpg", 1, 1)], now=2)  # found after checkpoint 1: not one of its files
+    db.save_checkpoint(2, 2, "in_progress")
+    assert db.get_remaining_files(1) == ["/p/0.jpg", "/p/2.jpg", "/p/4.jpg"]
+    assert db.get_remaining_files(2) == ["/p/0.jpg", "/p/2.jpg", "/p/4.jpg", "/p/5.jpg"]
+    assert db.get_remaining_files(9) == []  # no such batch: logged
+    assert any(e["event"] == "checkpoint_batch_unknown" for e in logs)
+    assert db.mark_checkpoint_completed(cid) is True
+    assert db.mark_checkpoint_completed(cid + 100) is False
+    with pytest.raises(ValueError):
+        db.save_checkpoint(3, 3, "done")
+    assert db.load_checkpoint()["batch_number"] == 2
+    db.store.close()
+
+
 def test_database_errors_are_logged_not_raised(tmp_path, logs):
     s = open_store(str(tmp_path / "fw.db"))
     s.conn.execute("DROP TABLE checkpoints")
@@ -122,8 +171,9 @@ def test_tracker_saves_every_interval(tmp_path, store, kind):
     saved = [tracker.update(f"/p/{i}.jpg", current_threshold=0.5) for i in range(250)]
     assert saved.count(True) == 2 and saved[99] and saved[199]
     assert not tracker.should_save_checkpoint()
-    assert tracker.get_progress() == {"processed": 250, "total": 250, "percentage": 100.0, "batch_number": 2,
-                                      "last_processed_file": "/p/249.jpg"}
+    assert tracker.get_progress() == 100.0
+    assert tracker.progress_details() == {"processed": 250, "total": 250, "percentage": 100.0, "batch_number": 2,
+                                          "last_processed_file": "/p/249.jpg", "current_threshold": 0.5}
     tracker.mark_completed()
     latest = manager.load_checkpoint()
     if kind == "file":

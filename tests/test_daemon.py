@@ -251,15 +251,14 @@ def test_a_file_that_kills_the_analyser_is_failed_and_only_it(tmp_path, photo_di
         deadline = time.monotonic() + 90
         while store.queue_size() or worker.busy or store.next_ready_at() is not None:
             assert time.monotonic() < deadline, "the queue did not drain"
-            reading = list(worker._reading)
-            for pid, file_id in zip(reading[0::2], reading[1::2]):
+            for pid, file_id in worker.analysers.reading():
                 if file_id == poison and pid not in killed:
                     os.kill(pid, signal.SIGKILL)
                     killed.add(pid)
             worker.step(time.time())
             worker.wait(0.005)
     finally:
-        worker.stop(time.time())
+        worker.stop()
     records = {os.path.basename(r.path): r for r in store.iter_files()}
     assert len(killed) >= 2
     assert records["poison.jpg"].status == "failed"

@@ -1,14 +1,36 @@
-"""The store: one small contract for the queue, the results and the checkpoints.
+"""The store: one small contract for the queue, the results, the checkpoints and the daemons.
 
-SQLite is the embedded default (`store/sqlite.py`); a server backend implements the same
-methods with its own SQL, and nothing outside this package needs to change for it.
+Two backends implement it, each with its own SQL: SQLite, the embedded default
+(`store/sqlite.py`), and PostgreSQL, for an index shared by several hosts (`store/postgres.py`).
+Callers see only this module: the `Store` protocol, its dataclasses and the store's own
+exceptions. What saving a result does is decided once, here (`plan_save`); backends only write.
 """
 from __future__ import annotations
 
+import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Iterable, Iterator, NamedTuple, Optional, Protocol
 
+from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable,  # noqa: F401
+                                    StoreUnusable, TRANSIENT)
+
 STATUSES = ("pending", "processing", "done", "failed", "missing")
+CHECKPOINT_STATUSES = ("in_progress", "completed", "error")
+# what a processed_files row may say of a file for it to count as processed (checkpoint API)
+PROCESSED = ("processed", "completed", "done", "failed", "unchanged", "reused", "moved", "skipped")
+HEARTBEAT_STALE_S = 15.0  # a daemon whose heartbeat is older than this is not running
+
+
+def iso(ts: float) -> str:
+    """A time in seconds since the epoch as the store writes times: ISO 8601, UTC, whole seconds."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def is_url(database: str) -> bool:
+    """Whether a `database` setting names a PostgreSQL server rather than an SQLite file."""
+    return database.startswith(("postgresql://", "postgres://"))
 
 
 class FileStat(NamedTuple):
@@ -19,9 +41,23 @@ class FileStat(NamedTuple):
     ctime_ns: int = 0
 
 
+class Known(NamedTuple):
+    """What the store remembers of a file, to tell whether it changed."""
+    size: Optional[int]
+    mtime_ns: Optional[int]
+    ctime_ns: Optional[int]
+    status: str
+
+
+class Source(NamedTuple):
+    """An analysed file with given bytes."""
+    file_id: int
+    path: str
+
+
 @dataclass(frozen=True)
 class Claim:
-    """A queued file leased to one worker."""
+    """A queued file leased to one claimant."""
     file_id: int
     path: str
     content_hash: Optional[str]
@@ -60,7 +96,42 @@ class Result:
     error: Optional[str] = None
     source_id: Optional[int] = None
     retry_after_s: float = 0.0
-    worker_id: Optional[int] = None  # the process that analysed it
+    worker_id: Optional[int] = None  # the analyser process that read it
+
+
+# What saving one result does, decided by plan_save; a backend carries it out in its transaction.
+BACK_OFF = "back_off"  # back to the queue, ready again after retry_after_s (a retry counts an attempt)
+MISSING = "missing"  # the file is gone: keep its results, mark it missing
+FAILED = "failed"  # drop its faces, record why
+DETECTED = "detected"  # replace its faces with the new ones; processed_at = now
+COPY = "copy"  # the same bytes are analysed at another path: copy those faces and their processed_at
+ADOPT = "adopt"  # the same bytes vanished from another path: that row moves here, results and all
+REQUEUE = "requeue"  # the row to copy from is gone since: analyse the file after all
+UNCHANGED = "unchanged"  # the bytes analysed already: only size and times change
+
+
+def plan_save(result: Result, source_status: Optional[str] = None) -> str:
+    """What saving `result` does; `source_status` is the status of `result.source_id`'s row now
+    (None when there is no such row)."""
+    kind = result.kind
+    if kind in ("retry", "deferred"):
+        return BACK_OFF
+    if kind in ("missing", "failed", "unchanged"):
+        return {"missing": MISSING, "failed": FAILED, "unchanged": UNCHANGED}[kind]
+    if kind == "done":
+        return DETECTED
+    if kind in ("reused", "moved"):
+        if source_status is None:
+            return REQUEUE
+        return ADOPT if kind == "moved" or source_status == "missing" else COPY
+    raise ValueError(f"unknown result kind {kind!r}")
+
+
+def needs_analysis(known: Known, st: FileStat) -> bool:
+    """Whether a file the store knows as `known` must be queued, the filesystem now saying `st`."""
+    if known.status == "missing" or (known.size, known.mtime_ns) != (st.size, st.mtime_ns):
+        return True
+    return known.status == "failed" and known.ctime_ns != st.ctime_ns  # e.g. made readable by chmod
 
 
 @dataclass(frozen=True)
@@ -90,22 +161,88 @@ class FileRecord:
                 "processed_at": self.processed_at}
 
 
-def needs_analysis(known: tuple, st: FileStat) -> bool:
-    """Whether a file the store knows as `known` (size, mtime_ns, ctime_ns, status) must be queued."""
-    size, mtime_ns, ctime_ns, status = known
-    if status == "missing" or (size, mtime_ns) != (st.size, st.mtime_ns):
-        return True
-    return status == "failed" and ctime_ns != st.ctime_ns  # e.g. made readable by chmod
+@dataclass(frozen=True)
+class Stats:
+    """Counts for `status`: the queue, the files by status, the faces."""
+    pending: int = 0  # queued and not claimed
+    processing: int = 0  # claimed
+    by_status: dict = field(default_factory=dict)
+    with_faces: int = 0
+    faces: int = 0
+    analyses: int = 0  # detections run
+
+    def as_dict(self) -> dict:
+        files = {s: self.by_status.get(s, 0) for s in ("done", "failed", "missing")}
+        return {"queue": {"pending": self.pending, "processing": self.processing},
+                "files": {"total": sum(self.by_status.values()), **files, "with_faces": self.with_faces},
+                "faces": self.faces, "analyses": self.analyses}
+
+
+@dataclass(frozen=True)
+class DaemonInfo:
+    """A daemon as it registered itself: one row per start."""
+    name: str  # host:pid:start, unique
+    host: str
+    pid: int
+    started_at: Optional[str]
+    heartbeat_at: Optional[float]  # seconds since the epoch; None once stopped
+    stopped_at: Optional[str]
+    worker_only: bool = False
+
+    def fresh(self, now: float) -> bool:
+        return self.heartbeat_at is not None and now - self.heartbeat_at < HEARTBEAT_STALE_S
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """One row of `checkpoints`; readable as a mapping too (`cp["status"]`), as the API's users do."""
+    id: int
+    batch_number: int
+    processed_files_count: int
+    status: Optional[str]
+    metadata: dict
+    created_at: Optional[str]
+    kind: str
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
 
 
 class Store(Protocol):
-    """What the rest of facewatch may ask of a backend."""
+    """What the rest of facewatch may ask of a backend.
+
+    Every backend guarantees:
+    - each method is atomic: it happens whole or not at all, whatever the process suffers;
+    - a claim is a lease: a file is leased to one claimant at a time, and a lease not saved before
+      it expires is given back by `release_stale`; `save` drops results whose lease was lost;
+    - `save` writes a whole batch in one transaction, so a file never has two sets of faces;
+    - errors are the store's own: StoreBusy or StoreUnavailable for what waiting can heal (locked,
+      busy, full, I/O, server away), StoreUnusable for what it cannot (not a database, another
+      program's, a newer schema, damaged), each naming the database and saying what to do.
+    """
+    database: str  # the setting, as given (a URL's password is never shown: see `display`)
+    display: str  # the database as logs, errors and `status` may show it
+
+    # one writer: the daemon or a one-shot run
+    def lock(self, exclusive: bool) -> None:
+        """Hold the database: `exclusive` for one-shot runs, shared for daemons (a backend with one
+        writer makes both exclusive). Raises DatabaseInUse, saying who holds it."""
+    def unlock(self) -> None: ...
+    def lock_held(self) -> Optional[bool]:
+        """Whether some process holds the daemons' lock now; None when that cannot be told."""
+    def root_lock(self, root: str) -> AbstractContextManager[bool]:
+        """While held (True), no other host reconciles `root`; False: another host does now."""
+    def on_enqueued(self, callback) -> None:
+        """Call `callback()` when another process queues work (a no-op where none can)."""
 
     # queue
     def enqueue(self, stats: Iterable[FileStat], now: float, force: bool = False) -> int: ...
-    def claim(self, worker: str, limit: int, now: float, lease_s: float) -> list[Claim]: ...
-    def save(self, worker: str, results: list[Result], now: float) -> int: ...
-    def release(self, worker: str) -> int: ...
+    def claim(self, claimant: str, limit: int, now: float, lease_s: float) -> list[Claim]: ...
+    def save(self, claimant: str, results: list[Result], now: float) -> int: ...
+    def release(self, claimant: str) -> int: ...
     def release_stale(self, now: float) -> int: ...
     def queue_size(self, now: Optional[float] = None) -> int: ...
     def next_ready_at(self) -> Optional[float]: ...
@@ -114,34 +251,51 @@ class Store(Protocol):
     def rename_dir(self, src: str, dst: str, now: float) -> int: ...
     def mark_missing(self, paths: Iterable[str], now: float) -> int: ...
     def mark_missing_under(self, folder: str, now: float) -> int: ...
-    def known_in_dir(self, folder: str) -> dict: ...
+    def known_in_dir(self, folder: str) -> dict[str, Known]: ...
     def known_dirs_under(self, root: str) -> Iterator[str]: ...
-    def find_by_hash(self, content_hash: str, exclude_id: int) -> Optional[tuple[int, str]]: ...
-    def folder_marks(self, root: str) -> dict: ...
+    def find_by_hash(self, content_hash: str, exclude_id: int) -> Optional[Source]: ...
+    def folder_marks(self, root: str) -> dict[str, int]: ...
     def save_folder_marks(self, marks: list, forget: list) -> None: ...
     # reading
-    def stats(self) -> dict: ...
+    def stats(self) -> Stats: ...
     def iter_files(self, flt: ExportFilter = ExportFilter()) -> Iterator[FileRecord]: ...
     def file_record(self, path: str) -> Optional[FileRecord]: ...
     def retry_failed(self, paths: Optional[Iterable[str]], now: float) -> int: ...
-    # daemon
-    def daemon_started(self, pid: int, now: float) -> None: ...
-    def heartbeat(self, now: float) -> None: ...
-    def daemon_stopped(self, now: float) -> None: ...
-    def daemon_info(self) -> Optional[dict]: ...
-    # checkpoints (the seed's tables)
+    # daemons
+    def daemon_started(self, daemon: DaemonInfo) -> None: ...
+    def heartbeat(self, name: str, now: float) -> None: ...
+    def daemon_stopped(self, name: str, now: float) -> None: ...
+    def daemons(self) -> list[DaemonInfo]: ...
+    # checkpoints (the specification's tables)
     def save_checkpoint(self, batch_number: int, processed_count: int, status: str,
                         metadata: Optional[dict] = None, kind: str = "scan") -> int: ...
-    def latest_checkpoint(self, kind: Optional[str] = None) -> Optional[dict]: ...
-    def set_checkpoint_status(self, checkpoint_id: int, status: str) -> None: ...
-    def update_processed_file(self, file_id: int, worker_id: int, status: str) -> None: ...
-    def remaining_files(self) -> list[str]: ...
+    def latest_checkpoint(self, kind: Optional[str] = None, batch_number: Optional[int] = None
+                          ) -> Optional[CheckpointRecord]: ...
+    def set_checkpoint_status(self, checkpoint_id: int, status: str) -> bool: ...
+    def prune_checkpoints(self, kind: str, keep: int) -> int: ...
+    def update_processed_file(self, file_id: int, worker_id: Optional[int], status: str) -> None: ...
+    def remaining_files(self, checkpoint_id: Optional[int] = None) -> list[str]: ...
+    def count_remaining(self, checkpoint_id: Optional[int] = None) -> int: ...
     def checkpoint_statistics(self) -> dict: ...
-    def wal_checkpoint(self) -> None: ...
+    # upkeep
+    def maintain(self) -> None:
+        """Periodic upkeep (SQLite: fold the write-ahead log back into the database)."""
     def close(self) -> None: ...
 
 
 def open_store(database: str, readonly: bool = False) -> Store:
-    """The backend for a `database` setting: a path means SQLite."""
+    """The backend for a `database` setting: a postgresql:// URL, or the path of an SQLite file.
+
+    `readonly` opens an existing database for reading only (StoreUnusable if there is none)."""
+    if is_url(database):
+        from facewatch.store.postgres import PostgresStore
+        return PostgresStore(database, readonly=readonly)
     from facewatch.store.sqlite import SQLiteStore
     return SQLiteStore(database, readonly=readonly)
+
+
+def open_reader(database: str) -> Optional[Store]:
+    """A read-only store, or None when there is no index yet (an SQLite file not made yet)."""
+    if not is_url(database) and not os.path.exists(database):
+        return None
+    return open_store(database, readonly=True)

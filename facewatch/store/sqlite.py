@@ -3,22 +3,23 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Optional
 
-from facewatch.store import Claim, ExportFilter, Face, FileRecord, FileStat, Result, needs_analysis
-from facewatch.store.schema import MIGRATIONS
+from facewatch.lock import FileLock, is_held
+from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, PROCESSED, REQUEUE,
+                             CHECKPOINT_STATUSES, CheckpointRecord, Claim, DaemonInfo, ExportFilter, Face,
+                             FileRecord, FileStat, Known, Result, Source, Stats, iso, needs_analysis, plan_save)
+from facewatch.store.errors import StoreUnusable
+from facewatch.store.sqlite_errors import translating
+from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
 
 BUSY_TIMEOUT_MS = 30_000
-HEARTBEAT_STALE_S = 15.0
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+DAEMON_ROWS_KEPT = 20
+SQLITE_MAGIC = b"SQLite format 3\0"
 
 
 def _b(path: str) -> bytes:
@@ -35,37 +36,102 @@ def _under(folder: str) -> tuple[bytes, bytes]:
     return base, base[:-1] + b"0"  # '0' sorts right after '/'
 
 
+@translating
 class SQLiteStore:
     def __init__(self, database: str, readonly: bool = False):
         self.database = os.path.abspath(database)
+        self.display = self.database
         self.readonly = readonly
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        if readonly:
-            if not os.path.exists(self.database):
-                raise FileNotFoundError(f"no database at {self.database}")
-        else:
-            os.makedirs(os.path.dirname(self.database), exist_ok=True)
+        self._file_lock = FileLock(self.database + ".lock")
+        self._check_file()
+        if not readonly:
+            try:
+                os.makedirs(os.path.dirname(self.database), exist_ok=True)
+            except OSError as exc:
+                raise StoreUnusable(f"the database {self.database} cannot be created: "
+                                    f"{exc.strerror or exc} ({os.path.dirname(self.database)})") from None
+        self._check_schema()
+        if readonly and self._unapplied():
+            SQLiteStore(database).close()  # an older facewatch made it: bring it up to date first
+        elif not readonly:
             self.migrate()
+
+    def _check_file(self) -> None:
+        """Refuse, before SQLite sees it, what is plainly not a database we can use."""
+        path = self.database
+        if os.path.isdir(path):
+            raise StoreUnusable(f"the database {path} is a folder, not a file: set `database` to a file's path")
+        if not os.path.exists(path):
+            if self.readonly:
+                raise StoreUnusable(f"there is no database at {path} yet: run `facewatch scan` or start the daemon")
+            return
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise StoreUnusable(f"the database {path} cannot be read: {exc.strerror or exc}; "
+                                "check its owner and permissions") from None
+        if head and head != SQLITE_MAGIC:
+            raise StoreUnusable(f"{path} is not a facewatch database (not an SQLite file): "
+                                "point `database` at a new file, or move this one aside")
+
+    def _check_schema(self) -> None:
+        """Refuse another program's database and a newer facewatch's, touching nothing."""
+        c = self.conn
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                          "AND name NOT LIKE 'sqlite_%'")}
+        if "schema_migrations" not in tables:
+            foreign = sorted(tables - SPEC_TABLES)
+            if foreign:
+                raise StoreUnusable(f"{self.database} is another program's database (it has tables facewatch "
+                                    f"did not make: {', '.join(foreign[:5])}): point `database` at a new file")
+            return
+        known = {name for name, _ in MIGRATIONS}
+        newer = sorted({r[0] for r in c.execute("SELECT name FROM schema_migrations")} - known)
+        if newer:
+            raise StoreUnusable(f"the database {self.database} was made by a newer facewatch (schema "
+                                f"changes this version does not know: {', '.join(newer)}): upgrade facewatch; "
+                                "the database was left as it is")
+
+    def _check_columns(self) -> None:
+        for table, columns in EXPECTED.items():
+            have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            if not have or not columns <= have:
+                lacking = ", ".join(sorted(columns - have)) or "the whole table"
+                raise StoreUnusable(f"the database {self.database} is damaged or another program's: table "
+                                    f"{table} lacks {lacking}; point `database` at a new file, or restore a backup")
 
     # connections ------------------------------------------------------------------------------
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self.readonly:
-                conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True,
-                                       isolation_level=None, check_same_thread=False)
-            else:
-                conn = sqlite3.connect(self.database, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys=ON")
+            conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.database, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if not self.readonly:
+                if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+                    raise StoreUnusable(f"the database {self.database} cannot use a write-ahead log "
+                                        "(is it on a network filesystem?): put it on a local disk")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextmanager
@@ -98,24 +164,60 @@ class SQLiteStore:
             self._all.clear()
         self._local = threading.local()
 
+    def _unapplied(self) -> list[str]:
+        try:
+            applied = {r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")}
+        except sqlite3.OperationalError:  # no such table: nothing applied yet
+            applied = set()
+        return [name for name, _ in MIGRATIONS if name not in applied]
+
     def migrate(self) -> list[str]:
-        """Apply the migrations not yet recorded; returns their names."""
+        """Apply the migrations not yet recorded, each in one transaction; returns their names."""
         conn = self.conn
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        conn.execute("PRAGMA foreign_keys=OFF")  # a table rebuilt keeps its rows (SQLite's own recipe)
         applied = []
-        for name, statements in MIGRATIONS:
-            with self._write() as c:
-                if c.execute("SELECT 1 FROM schema_migrations WHERE name=?", (name,)).fetchone():
-                    continue
-                for sql in statements:
-                    c.execute(sql)
-                c.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                          (name, datetime.now(timezone.utc).isoformat(timespec="seconds")))
-                applied.append(name)
+        try:
+            for name, steps in MIGRATIONS:
+                with self._write() as c:
+                    if c.execute("SELECT 1 FROM schema_migrations WHERE name=?", (name,)).fetchone():
+                        continue
+                    for step in steps:
+                        step(c) if callable(step) else c.execute(step)
+                    c.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                              (name, datetime.now(timezone.utc).isoformat(timespec="seconds")))
+                    applied.append(name)
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
+        self._check_columns()
         return applied
 
     def migrations(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
+
+    # one writer ---------------------------------------------------------------------------------
+    def lock(self, exclusive: bool) -> None:
+        """An flock beside the file: one daemon or one one-shot run at a time, exclusive either way.
+        Holding it, every claim in the queue is a dead process's: they go back to the queue."""
+        try:
+            self._file_lock.acquire(f"the database {self.database}")
+        except OSError as exc:
+            raise StoreUnusable(f"the database {self.database} cannot be locked: {exc.strerror or exc} "
+                                f"({self._file_lock.path}): facewatch needs to write beside it") from None
+        self.release_stale(float("inf"))  # one writer, and it is us: every claim left is a dead one's
+
+    def unlock(self) -> None:
+        self._file_lock.release()
+
+    def lock_held(self) -> Optional[bool]:
+        return is_held(self.database + ".lock")
+
+    @contextmanager
+    def root_lock(self, root: str):
+        yield True  # one writer process: nobody else reconciles
+
+    def on_enqueued(self, callback) -> None:
+        pass  # only the process holding the lock queues work, and it wakes itself
 
     # queue ------------------------------------------------------------------------------------
     def enqueue(self, stats: Iterable[FileStat], now: float, force: bool = False) -> int:
@@ -137,24 +239,25 @@ class SQLiteStore:
                 (path, _b(os.path.dirname(st.path)), st.size, st.mtime_ns, st.ctime_ns, iso(now)))
             c.execute("INSERT INTO pending (file_id, enqueued_at) VALUES (?, ?)", (cur.lastrowid, now))
             return 1
-        file_id, size, mtime_ns, _, status = row
-        if status in ("pending", "processing"):
-            if (size, mtime_ns) != (st.size, st.mtime_ns) or force:
-                # whatever a worker is reading now is stale: take the claim back
+        file_id, known = row[0], Known(*row[1:])
+        if known.status in ("pending", "processing"):
+            if (known.size, known.mtime_ns) != (st.size, st.mtime_ns) or force:
+                # whatever a claimant is reading now is stale: take the claim back
                 c.execute("UPDATE pending SET claimed_by=NULL, claimed_until=NULL, not_before=0 "
                           "WHERE file_id=?", (file_id,))
                 c.execute("UPDATE files SET size=?, mtime_ns=?, ctime_ns=?, status='pending', updated_at=? "
                           "WHERE file_id=?", (st.size, st.mtime_ns, st.ctime_ns, iso(now), file_id))
             return 0
-        if not force and not needs_analysis(row[1:], st):
+        if not force and not needs_analysis(known, st):
             return 0
         c.execute("UPDATE files SET size=?, mtime_ns=?, ctime_ns=?, status='pending', updated_at=? "
                   "WHERE file_id=?", (st.size, st.mtime_ns, st.ctime_ns, iso(now), file_id))
         c.execute("INSERT OR REPLACE INTO pending (file_id, enqueued_at) VALUES (?, ?)", (file_id, now))
+        c.execute("UPDATE processed_files SET status='queued' WHERE file_id=?", (file_id,))
         return 1
 
-    def claim(self, worker: str, limit: int, now: float, lease_s: float) -> list[Claim]:
-        """Lease up to `limit` ready files to `worker`, oldest first."""
+    def claim(self, claimant: str, limit: int, now: float, lease_s: float) -> list[Claim]:
+        """Lease up to `limit` ready files to `claimant`, oldest first."""
         with self._write() as c:
             rows = c.execute(
                 "SELECT p.file_id, f.path, f.content_hash, p.attempts FROM pending p "
@@ -163,76 +266,79 @@ class SQLiteStore:
                 "ORDER BY p.enqueued_at, p.file_id LIMIT ?", (now, limit)).fetchall()
             ids = [(r[0],) for r in rows]
             c.executemany("UPDATE pending SET claimed_by=?, claimed_until=? WHERE file_id=?",
-                          [(worker, now + lease_s, i) for (i,) in ids])
+                          [(claimant, now + lease_s, i) for (i,) in ids])
             c.executemany("UPDATE files SET status='processing' WHERE file_id=?", ids)
         return [Claim(r[0], _s(r[1]), r[2], r[3]) for r in rows]
 
-    def save(self, worker: str, results: list[Result], now: float) -> int:
+    def save(self, claimant: str, results: list[Result], now: float) -> int:
         """Store a batch of results in one transaction; results whose claim was lost are dropped."""
         saved = 0
         with self._write() as c:
             for r in results:
                 owned = c.execute("SELECT 1 FROM pending WHERE file_id=? AND claimed_by=?",
-                                  (r.file_id, worker)).fetchone()
+                                  (r.file_id, claimant)).fetchone()
                 if owned:
-                    self._save_one(c, r, now)
+                    source = self._status(c, r.source_id) if r.source_id is not None else None
+                    self._apply(c, plan_save(r, source), r, now)
                     saved += 1
         return saved
 
-    def _save_one(self, c, r: Result, now: float) -> None:
-        if r.kind in ("retry", "deferred"):
+    def _apply(self, c, step: str, r: Result, now: float) -> None:
+        """Carry out what plan_save decided for `r`."""
+        if step == BACK_OFF:
             failed_try = 1 if r.kind == "retry" else 0  # an outage is not the file's fault
             c.execute("UPDATE pending SET claimed_by=NULL, claimed_until=NULL, not_before=?, "
                       "attempts=attempts+? WHERE file_id=?", (now + r.retry_after_s, failed_try, r.file_id))
             c.execute("UPDATE files SET status='pending', error=?, updated_at=? WHERE file_id=?",
                       (r.error, iso(now), r.file_id))
             return
-        c.execute("DELETE FROM pending WHERE file_id=?", (r.file_id,))
-        if r.kind == "missing":
-            c.execute("UPDATE files SET status='missing', updated_at=? WHERE file_id=?", (iso(now), r.file_id))
+        if step == REQUEUE:
+            c.execute("UPDATE pending SET claimed_by=NULL, claimed_until=NULL WHERE file_id=?", (r.file_id,))
+            c.execute("UPDATE files SET status='pending' WHERE file_id=?", (r.file_id,))
             return
-        if r.kind == "failed":
+        c.execute("DELETE FROM pending WHERE file_id=?", (r.file_id,))
+        if step == MISSING:
+            c.execute("UPDATE files SET status='missing', updated_at=? WHERE file_id=?", (iso(now), r.file_id))
+        elif step == FAILED:
             c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
             c.execute("UPDATE files SET status='failed', error=?, size=COALESCE(?, size), "
                       "mtime_ns=COALESCE(?, mtime_ns), ctime_ns=COALESCE(?, ctime_ns), width=?, height=?, "
                       "face_count=0, content_hash=?, processed_at=?, updated_at=? WHERE file_id=?",
                       (r.error, r.size, r.mtime_ns, r.ctime_ns, r.width, r.height, r.content_hash,
                        iso(now), iso(now), r.file_id))
-            self._log_processed(c, r)
-            return
-        width, height, count, processed_at = r.width, r.height, len(r.faces), iso(now)
-        if r.kind == "done":
+            self._log_processed(c, r, detection=True)
+        elif step == ADOPT:
+            self._adopt(c, r, now)
+        else:
+            self._done(c, step, r, now)
+
+    def _done(self, c, step: str, r: Result, now: float) -> None:
+        """DETECTED, COPY or UNCHANGED: the file is done, with new, copied or its own faces."""
+        if step == DETECTED:
             c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
             c.executemany(
                 "INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) VALUES (?,?,?,?,?,?,?,?)",
                 [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]))
                  for i, f in enumerate(r.faces)])
-            self._log_processed(c, r)
-        elif r.kind in ("reused", "moved") and self._source_status(c, r.source_id) is None:
-            # the row we would take the results from is gone: analyse the file after all
-            c.execute("INSERT INTO pending (file_id, enqueued_at) VALUES (?, ?)", (r.file_id, now))
-            return
-        elif r.kind == "moved" or self._source_status(c, r.source_id) == "missing":
-            self._adopt(c, r, now)  # the same bytes vanished elsewhere: a move we did not see
-            return
-        elif r.kind == "reused":
-            c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
-            c.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) "
-                      "SELECT ?, idx, score, x, y, w, h, keypoints FROM faces WHERE file_id=?",
-                      (r.file_id, r.source_id))
+            width, height, count, processed_at = r.width, r.height, len(r.faces), iso(now)
+        else:
+            if step == COPY:
+                c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
+                c.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) "
+                          "SELECT ?, idx, score, x, y, w, h, keypoints FROM faces WHERE file_id=?",
+                          (r.file_id, r.source_id))
+            # processed_at is when these faces were computed: a copy has its source's, a touch keeps its own
             width, height, count, processed_at = c.execute(
-                "SELECT width, height, face_count, processed_at FROM files WHERE file_id=?", (r.source_id,)).fetchone()
-        else:  # unchanged: the bytes are those already analysed
-            width, height, count, processed_at = c.execute(
-                "SELECT width, height, face_count, processed_at FROM files WHERE file_id=?", (r.file_id,)).fetchone()
-        # processed_at is when these faces were computed: a copy has its source's, a touch keeps its own
+                "SELECT width, height, face_count, processed_at FROM files WHERE file_id=?",
+                (r.source_id if step == COPY else r.file_id,)).fetchone()
         c.execute("UPDATE files SET status='done', error=NULL, size=?, mtime_ns=?, ctime_ns=?, content_hash=?, "
                   "width=?, height=?, face_count=?, processed_at=?, updated_at=? WHERE file_id=?",
                   (r.size, r.mtime_ns, r.ctime_ns, r.content_hash, width, height, count,
                    processed_at, iso(now), r.file_id))
+        self._log_processed(c, r, detection=step == DETECTED)
 
     @staticmethod
-    def _source_status(c, file_id: int) -> Optional[str]:
+    def _status(c, file_id: int) -> Optional[str]:
         row = c.execute("SELECT status FROM files WHERE file_id=?", (file_id,)).fetchone()
         return row[0] if row else None
 
@@ -246,17 +352,17 @@ class SQLiteStore:
                   (path, folder, r.size, r.mtime_ns, r.ctime_ns, iso(now), r.source_id))
 
     @staticmethod
-    def _log_processed(c, r: Result) -> None:
-        c.execute("INSERT INTO processed_files (file_id, worker_id, status, processed_timestamp) "
-                  "VALUES (?, ?, ?, CURRENT_TIMESTAMP) ON CONFLICT (file_id) DO UPDATE SET "
-                  "worker_id=excluded.worker_id, status=excluded.status, "
-                  "processed_timestamp=excluded.processed_timestamp, runs=runs+1",
-                  (r.file_id, r.worker_id, r.kind))
+    def _log_processed(c, r: Result, detection: bool) -> None:
+        c.execute("INSERT INTO processed_files (file_id, worker_id, status, processed_timestamp, runs) "
+                  "VALUES (?, ?, ?, CURRENT_TIMESTAMP, ?) ON CONFLICT (file_id) DO UPDATE "
+                  "SET worker_id=excluded.worker_id, status=excluded.status, "
+                  "processed_timestamp=excluded.processed_timestamp, runs=runs+excluded.runs",
+                  (r.file_id, r.worker_id, r.kind, int(detection)))
 
-    def release(self, worker: str) -> int:
-        """Give a worker's claims back to the queue."""
+    def release(self, claimant: str) -> int:
+        """Give a claimant's claims back to the queue."""
         with self._write() as c:
-            ids = [(r[0],) for r in c.execute("SELECT file_id FROM pending WHERE claimed_by=?", (worker,))]
+            ids = [(r[0],) for r in c.execute("SELECT file_id FROM pending WHERE claimed_by=?", (claimant,))]
             c.executemany("UPDATE pending SET claimed_by=NULL, claimed_until=NULL WHERE file_id=?", ids)
             c.executemany("UPDATE files SET status='pending' WHERE file_id=?", ids)
         return len(ids)
@@ -294,7 +400,7 @@ class SQLiteStore:
         c.execute("DELETE FROM files WHERE path=?", (dst,))  # replaced by the move
         c.execute("UPDATE files SET path=?, dir=?, updated_at=? WHERE file_id=?",
                   (dst, os.path.dirname(dst), iso(now), row[0]))
-        # a worker reading the old path would report it missing: make it read the new one
+        # a claimant reading the old path would report it missing: make it read the new one
         c.execute("UPDATE pending SET claimed_by=NULL, claimed_until=NULL WHERE file_id=?", (row[0],))
         return True
 
@@ -333,11 +439,11 @@ class SQLiteStore:
         c.execute("DELETE FROM pending WHERE file_id=?", (file_id,))
         c.execute("UPDATE files SET status='missing', updated_at=? WHERE file_id=?", (iso(now), file_id))
 
-    def known_in_dir(self, folder: str) -> dict:
-        """path -> (size, mtime_ns, ctime_ns, status) for the files recorded directly in `folder`."""
+    def known_in_dir(self, folder: str) -> dict[str, Known]:
+        """What the store knows of each file recorded directly in `folder`."""
         rows = self.conn.execute("SELECT path, size, mtime_ns, ctime_ns, status FROM files WHERE dir=?",
                                  (_b(folder),)).fetchall()
-        return {_s(r[0]): tuple(r[1:]) for r in rows}
+        return {_s(r[0]): Known(*r[1:]) for r in rows}
 
     def known_dirs_under(self, root: str) -> Iterator[str]:
         """Folders at or below `root` that hold files not yet marked missing."""
@@ -347,7 +453,7 @@ class SQLiteStore:
             (_b(root.rstrip("/")), lo, hi)).fetchall()
         return iter(_s(r[0]) for r in rows)
 
-    def folder_marks(self, root: str) -> dict:
+    def folder_marks(self, root: str) -> dict[str, int]:
         """folder -> mtime_ns recorded by the last walk that read it whole, at or below `root`."""
         lo, hi = _under(root)
         rows = self.conn.execute("SELECT dir, mtime_ns FROM folder_marks WHERE dir = ? OR (dir >= ? AND dir < ?)",
@@ -360,29 +466,22 @@ class SQLiteStore:
                           [(_b(d), m) for d, m in marks])
             c.executemany("DELETE FROM folder_marks WHERE dir=?", [(_b(d),) for d in forget])
 
-    def find_by_hash(self, content_hash: str, exclude_id: int) -> Optional[tuple[int, str]]:
-        """(file_id, path) of an analysed file with these bytes, preferring one still present."""
+    def find_by_hash(self, content_hash: str, exclude_id: int) -> Optional[Source]:
+        """An analysed file with these bytes, preferring one still present."""
         row = self.conn.execute(
             "SELECT file_id, path FROM files WHERE content_hash=? AND file_id != ? AND status IN ('done', 'missing') "
             "AND width IS NOT NULL ORDER BY status = 'done' DESC LIMIT 1", (content_hash, exclude_id)).fetchone()
-        return (row[0], _s(row[1])) if row else None
+        return Source(row[0], _s(row[1])) if row else None
 
     # reading ----------------------------------------------------------------------------------
-    def stats(self) -> dict:
+    def stats(self) -> Stats:
         with self._read() as c:
             by_status = dict(c.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
             pending, claimed = c.execute("SELECT count(*), count(claimed_by) FROM pending").fetchone()
             with_faces = c.execute("SELECT count(*) FROM files WHERE face_count > 0").fetchone()[0]
             faces = c.execute("SELECT count(*) FROM faces").fetchone()[0]
             runs = c.execute("SELECT COALESCE(sum(runs), 0) FROM processed_files").fetchone()[0]
-        return {
-            "queue": {"pending": pending - claimed, "processing": claimed},
-            "files": {"total": sum(by_status.values()), "done": by_status.get("done", 0),
-                      "failed": by_status.get("failed", 0), "missing": by_status.get("missing", 0),
-                      "with_faces": with_faces},
-            "faces": faces,
-            "analyses": runs,
-        }
+        return Stats(pending - claimed, claimed, by_status, with_faces, faces, runs)
 
     def iter_files(self, flt: ExportFilter = ExportFilter()) -> Iterator[FileRecord]:
         """Every file matching `flt` with its faces, streamed in file order from one snapshot."""
@@ -448,62 +547,102 @@ class SQLiteStore:
                 c.execute("INSERT OR REPLACE INTO pending (file_id, enqueued_at) VALUES (?, ?)", (file_id, now))
         return len(ids)
 
-    # daemon -----------------------------------------------------------------------------------
-    def daemon_started(self, pid: int, now: float) -> None:
+    # daemons ----------------------------------------------------------------------------------
+    def daemon_started(self, daemon: DaemonInfo) -> None:
         with self._write() as c:
-            c.execute("INSERT OR REPLACE INTO daemon (id, pid, host, started_at, heartbeat_at, stopped_at) "
-                      "VALUES (1, ?, ?, ?, ?, NULL)", (pid, socket.gethostname(), iso(now), now))
+            c.execute("INSERT OR REPLACE INTO daemons (name, host, pid, started_at, heartbeat_at, stopped_at, "
+                      "worker_only) VALUES (?, ?, ?, ?, ?, NULL, ?)",
+                      (daemon.name, daemon.host, daemon.pid, daemon.started_at, daemon.heartbeat_at,
+                       int(daemon.worker_only)))
+            c.execute("DELETE FROM daemons WHERE stopped_at IS NOT NULL AND name NOT IN "
+                      "(SELECT name FROM daemons ORDER BY started_at DESC LIMIT ?)", (DAEMON_ROWS_KEPT,))
 
-    def heartbeat(self, now: float) -> None:
+    def heartbeat(self, name: str, now: float) -> None:
         with self._write() as c:
-            c.execute("UPDATE daemon SET heartbeat_at=? WHERE id=1", (now,))
+            c.execute("UPDATE daemons SET heartbeat_at=? WHERE name=?", (now, name))
 
-    def daemon_stopped(self, now: float) -> None:
+    def daemon_stopped(self, name: str, now: float) -> None:
         with self._write() as c:
-            c.execute("UPDATE daemon SET stopped_at=?, heartbeat_at=NULL WHERE id=1", (iso(now),))
+            c.execute("UPDATE daemons SET stopped_at=?, heartbeat_at=NULL WHERE name=?", (iso(now), name))
 
-    def daemon_info(self) -> Optional[dict]:
-        row = self.conn.execute("SELECT pid, host, started_at, heartbeat_at, stopped_at FROM daemon").fetchone()
-        if row is None:
-            return None
-        return {"pid": row[0], "host": row[1], "started_at": row[2],
-                "heartbeat_at": row[3], "stopped_at": row[4]}
+    def daemons(self) -> list[DaemonInfo]:
+        rows = self.conn.execute("SELECT name, host, pid, started_at, heartbeat_at, stopped_at, worker_only "
+                                 "FROM daemons ORDER BY started_at DESC, name").fetchall()
+        return [DaemonInfo(*r[:6], worker_only=bool(r[6])) for r in rows]
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, batch_number: int, processed_count: int, status: str,
                         metadata: Optional[dict] = None, kind: str = "scan") -> int:
+        if status not in CHECKPOINT_STATUSES:
+            raise ValueError(f"checkpoint status must be one of {', '.join(CHECKPOINT_STATUSES)}, not {status!r}")
         with self._write() as c:
             cur = c.execute(
-                "INSERT INTO checkpoints (batch_number, processed_files_count, status, metadata, created_at, kind) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO checkpoints (batch_number, processed_files_count, status, metadata, created_at, kind, "
+                "last_file_id) VALUES (?, ?, ?, ?, ?, ?, (SELECT COALESCE(max(file_id), 0) FROM files))",
                 (batch_number, processed_count, status, json.dumps(metadata or {}),
                  datetime.now(timezone.utc).isoformat(timespec="seconds"), kind))
             return cur.lastrowid
 
-    def latest_checkpoint(self, kind: Optional[str] = None) -> Optional[dict]:
-        sql = ("SELECT checkpoint_id, batch_number, processed_files_count, status, metadata, created_at, kind "
-               "FROM checkpoints")
-        args: tuple = ()
+    def latest_checkpoint(self, kind: Optional[str] = None, batch_number: Optional[int] = None
+                          ) -> Optional[CheckpointRecord]:
+        """The newest checkpoint (of that kind, with that batch number)."""
+        where, args = [], []
         if kind:
-            sql, args = sql + " WHERE kind=?", (kind,)
-        row = self.conn.execute(sql + " ORDER BY checkpoint_id DESC LIMIT 1", args).fetchone()
-        if row is None:
-            return None
-        return {"id": row[0], "batch_number": row[1], "processed_files_count": row[2], "status": row[3],
-                "metadata": json.loads(row[4]) if row[4] else {}, "created_at": row[5], "kind": row[6]}
+            where.append("kind=?")
+            args.append(kind)
+        if batch_number is not None:
+            where.append("batch_number=?")
+            args.append(batch_number)
+        row = self.conn.execute(
+            "SELECT checkpoint_id, batch_number, processed_files_count, status, metadata, created_at, kind "
+            f"FROM checkpoints {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY checkpoint_id DESC LIMIT 1", args).fetchone()
+        return None if row is None else _checkpoint(row)
 
-    def set_checkpoint_status(self, checkpoint_id: int, status: str) -> None:
+    def set_checkpoint_status(self, checkpoint_id: int, status: str) -> bool:
+        if status not in CHECKPOINT_STATUSES:
+            raise ValueError(f"checkpoint status must be one of {', '.join(CHECKPOINT_STATUSES)}, not {status!r}")
         with self._write() as c:
-            c.execute("UPDATE checkpoints SET status=? WHERE checkpoint_id=?", (status, checkpoint_id))
+            return c.execute("UPDATE checkpoints SET status=? WHERE checkpoint_id=?",
+                             (status, checkpoint_id)).rowcount > 0
 
-    def update_processed_file(self, file_id: int, worker_id: int, status: str) -> None:
+    def prune_checkpoints(self, kind: str, keep: int) -> int:
+        """Delete the checkpoints of `kind` but the newest `keep` (at least the newest one)."""
         with self._write() as c:
-            self._log_processed(c, Result(file_id, status, worker_id=worker_id))
+            return c.execute("DELETE FROM checkpoints WHERE kind=? AND checkpoint_id NOT IN (SELECT checkpoint_id "
+                             "FROM checkpoints WHERE kind=? ORDER BY checkpoint_id DESC LIMIT ?)",
+                             (kind, kind, max(keep, 1))).rowcount
 
-    def remaining_files(self) -> list[str]:
-        rows = self.conn.execute(
-            "SELECT path FROM files WHERE status IN ('pending', 'processing') ORDER BY file_id").fetchall()
+    def update_processed_file(self, file_id: int, worker_id: Optional[int], status: str) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO processed_files (file_id, worker_id, status, processed_timestamp, runs) "
+                      "VALUES (?, ?, ?, CURRENT_TIMESTAMP, 0) ON CONFLICT (file_id) DO UPDATE "
+                      "SET worker_id=excluded.worker_id, status=excluded.status, "
+                      "processed_timestamp=excluded.processed_timestamp", (file_id, worker_id, status))
+
+    _REMAINING = ("FROM files f WHERE f.status != 'missing' AND f.file_id <= ? AND NOT EXISTS (SELECT 1 "
+                  "FROM processed_files p WHERE p.file_id = f.file_id AND p.status IN (%s))"
+                  % ",".join("?" * len(PROCESSED)))
+
+    def _remaining_args(self, checkpoint_id: Optional[int]) -> tuple:
+        """The newest file of that checkpoint (None: of the index now), and the processed statuses."""
+        last = None
+        if checkpoint_id is not None:
+            row = self.conn.execute("SELECT last_file_id FROM checkpoints WHERE checkpoint_id=?",
+                                    (checkpoint_id,)).fetchone()
+            last = row[0] if row else 0
+        return (2 ** 62 if last is None else last, *PROCESSED)
+
+    def remaining_files(self, checkpoint_id: Optional[int] = None) -> list[str]:
+        """The files of that checkpoint (those the index held when it was saved; None: all) that are
+        not processed now, nor missing."""
+        rows = self.conn.execute(f"SELECT f.path {self._REMAINING} ORDER BY f.file_id",
+                                 self._remaining_args(checkpoint_id)).fetchall()
         return [_s(r[0]) for r in rows]
+
+    def count_remaining(self, checkpoint_id: Optional[int] = None) -> int:
+        return self.conn.execute(f"SELECT count(*) {self._REMAINING}",
+                                 self._remaining_args(checkpoint_id)).fetchone()[0]
 
     def checkpoint_statistics(self) -> dict:
         with self._read() as c:
@@ -512,10 +651,23 @@ class SQLiteStore:
         return {"checkpoints": sum(by_status.values()), "checkpoints_by_status": by_status,
                 "processed_files": sum(processed.values()), "processed_by_status": processed}
 
-    def wal_checkpoint(self) -> None:
+    # upkeep -----------------------------------------------------------------------------------
+    def maintain(self) -> None:
+        """Fold the write-ahead log back into the database, as far as no reader needs it."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _face(row) -> Face:
     return Face(score=row[1], bbox=(row[2], row[3], row[4], row[5]),
                 keypoints=tuple(tuple(k) for k in json.loads(row[6])))
+
+
+def _checkpoint(row) -> CheckpointRecord:
+    try:
+        metadata = json.loads(row[4]) if row[4] else {}
+    except ValueError:
+        metadata = {"unreadable": row[4]}
+    return CheckpointRecord(row[0], row[1], row[2], row[3], metadata if isinstance(metadata, dict) else {},
+                            row[5], row[6])
+
+

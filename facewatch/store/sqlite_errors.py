@@ -1,0 +1,76 @@
+"""sqlite3's errors -> the store's own, inside the SQLite backend (procrastinate's wrap_exceptions)."""
+from __future__ import annotations
+
+import functools
+import inspect
+import sqlite3
+
+from facewatch.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnusable
+
+# SQLite's primary result codes (https://sqlite.org/rescode.html)
+_WAIT = {5: "is locked by another process", 6: "is locked by another process", 7: "ran out of memory",
+         9: "was interrupted", 10: "had an I/O error", 13: "is on a full disk", 15: "is locked by another process",
+         17: "changed its schema meanwhile"}
+_PERMANENT = {
+    8: "is read-only to facewatch, which needs to write it: check its owner, permissions and mount",
+    11: "is damaged ({message}): restore a backup (`facewatch backup` makes them), or move it aside "
+        "to start a new index",
+    26: "is not a facewatch database (not an SQLite file): point `database` at a new file",
+}
+_UNKNOWN_SCHEMA = ("is damaged or another program's ({message}): check it with `facewatch check`, "
+                   "or point `database` at a new file")
+# the same by words, for Pythons before 3.11 (no sqlite_errorcode)
+_BY_WORDS = [("locked", 5), ("busy", 5), ("disk is full", 13), ("i/o error", 10), ("out of memory", 7),
+             ("readonly", 8), ("read-only", 8), ("malformed", 11), ("not a database", 26),
+             ("unable to open", 14), ("interrupted", 9)]
+
+
+def code_of(exc: sqlite3.Error) -> int:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF
+    text = str(exc).lower()
+    return next((c for words, c in _BY_WORDS if words in text), 1)
+
+
+def translate(exc: sqlite3.Error, database: str) -> StoreError:
+    """The store's exception for a sqlite3 error on `database`."""
+    code, message = code_of(exc), str(exc)
+    if code in _WAIT:
+        return StoreBusy(f"the database {database} {_WAIT[code]} ({message})")
+    if code == 14:  # cannot open: its folder went away (an unmounted disk) or no file handles are left
+        return StoreUnavailable(f"the database {database} cannot be opened now ({message})")
+    return StoreUnusable(f"the database {database} " + _PERMANENT.get(code, _UNKNOWN_SCHEMA).format(message=message))
+
+
+def _wrap(func):
+    if inspect.isgeneratorfunction(func):
+        @functools.wraps(func)
+        def generator(self, *args, **kwargs):
+            try:
+                yield from func(self, *args, **kwargs)
+            except sqlite3.ProgrammingError:
+                raise
+            except sqlite3.Error as exc:
+                raise translate(exc, self.database) from exc
+        return generator
+
+    @functools.wraps(func)
+    def method(self, *args, **kwargs):
+        try:
+            return func(self, *args, **kwargs)
+        except sqlite3.ProgrammingError:  # a bug of ours, not the database's state
+            raise
+        except sqlite3.Error as exc:
+            raise translate(exc, self.database) from exc
+    return method
+
+
+def translating(cls):
+    """Class decorator: every public method (and __init__) raises the store's errors, never sqlite3's."""
+    for name, member in list(vars(cls).items()):
+        if isinstance(member, (staticmethod, classmethod, type)) or not callable(member):
+            continue
+        if not name.startswith("_") or name == "__init__":
+            setattr(cls, name, _wrap(member))
+    return cls

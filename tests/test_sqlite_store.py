@@ -1,0 +1,120 @@
+"""What only the SQLite backend has: its migrations, PRAGMAs, foreign keys and single-writer lock,
+and the specification's own tables upgraded in place."""
+import sqlite3
+
+import pytest
+
+from facewatch.checkpoint import DatabaseCheckpointManager
+from facewatch.store import DatabaseInUse, Face, FileStat, Result, open_store
+from facewatch.store.sqlite_schema import MIGRATIONS
+
+FACE = Face(score=0.9, bbox=(10, 20, 30, 40), keypoints=((1, 2), (3, 4)))
+# the checkpoint specification's DDL, word for word (INTERFACE.md)
+SPEC_DDL = ["""CREATE TABLE IF NOT EXISTS checkpoints (
+    checkpoint_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_number INTEGER NOT NULL,
+    processed_files_count INTEGER NOT NULL,
+    status TEXT DEFAULT 'in_progress',
+    metadata TEXT,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+)""", """CREATE TABLE IF NOT EXISTS processed_files (
+    file_id INTEGER PRIMARY KEY,
+    worker_id INTEGER,
+    status TEXT,
+    processed_timestamp DATETIME DEFAULT CURRENT_TIMESTAMP,
+    FOREIGN KEY (file_id) REFERENCES files(file_id)
+)"""]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(str(tmp_path / "db" / "facewatch.db"))
+    yield s
+    s.close()
+
+
+def test_migrations_are_recorded_and_idempotent(store):
+    assert store.migrations() == [name for name, _ in MIGRATIONS]
+    assert store.migrate() == []
+    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"files", "pending", "faces", "daemons", "checkpoints", "processed_files"} <= tables
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_the_foreign_keys_are_enforced(store):
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute("INSERT INTO processed_files (file_id, worker_id, status) VALUES (999, 1, 'done')")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) "
+                           "VALUES (999, 0, 1, 0, 0, 1, 1, '[]')")
+
+
+def test_processed_files_records_the_analyser_and_counts_detections(store):
+    store.enqueue([FileStat("/p/a.jpg", 100, 1)], now=1)
+    for n, worker_id in ((1, 77), (2, 78)):
+        (c,) = store.claim("w", 1, now=n * 10, lease_s=60)
+        store.save("w", [Result(c.file_id, "done", size=100, mtime_ns=n, ctime_ns=1, width=5, height=5,
+                                faces=(FACE,), content_hash=f"h{n}", worker_id=worker_id)], now=n * 10)
+        store.enqueue([FileStat("/p/a.jpg", 100, n + 1)], now=n * 10 + 1)
+    (c,) = store.claim("w", 1, now=30, lease_s=60)
+    store.save("w", [Result(c.file_id, "unchanged", size=100, mtime_ns=3, ctime_ns=1, content_hash="h2",
+                            worker_id=79)], now=30)
+    row = store.conn.execute("SELECT worker_id, status, runs FROM processed_files").fetchone()
+    assert row == (79, "unchanged", 2)  # an unchanged file was read, not detected again
+
+
+def test_one_writer_at_a_time(tmp_path):
+    first, second = (open_store(str(tmp_path / "fw.db")) for _ in range(2))
+    first.lock(exclusive=False)
+    with pytest.raises(DatabaseInUse, match="in use by facewatch"):
+        second.lock(exclusive=True)
+    assert second.lock_held() is True
+    first.unlock()
+    second.lock(exclusive=True)
+    second.unlock()
+    assert first.lock_held() is False
+    first.close()
+    second.close()
+
+
+def test_taking_the_lock_gives_back_a_dead_writers_claims(tmp_path):
+    dead = open_store(str(tmp_path / "fw.db"))
+    dead.enqueue([FileStat("/p/a.jpg", 1, 1)], now=1)
+    dead.claim("dead:1", 1, now=1, lease_s=3600)
+    dead.close()  # as a killed daemon leaves it: claimed, lease far from expired
+    successor = open_store(str(tmp_path / "fw.db"))
+    successor.lock(exclusive=False)
+    assert successor.stats().processing == 0 and successor.queue_size() == 1
+    successor.unlock()
+    successor.close()
+
+
+def test_a_database_made_with_the_specifications_ddl_is_upgraded_with_nothing_lost(tmp_path):
+    path = tmp_path / "spec.db"
+    db = sqlite3.connect(path)
+    for ddl in SPEC_DDL:
+        db.execute(ddl)
+    db.execute("INSERT INTO checkpoints (batch_number, processed_files_count, status, metadata) "
+               "VALUES (3, 300, 'in_progress', '{\"total_files\": 17000}')")
+    db.execute("INSERT INTO processed_files (file_id, worker_id, status) VALUES (41, 2, 'processed')")
+    db.commit()
+    db.close()
+
+    manager = DatabaseCheckpointManager(str(path))
+    loaded = manager.load_checkpoint()
+    assert (loaded["batch_number"], loaded["processed_files_count"], loaded["status"]) == (3, 300, "in_progress")
+    assert loaded["metadata"] == {"total_files": 17000}
+    assert manager.save_checkpoint(4, 400, "in_progress") is not None
+    assert manager.load_checkpoint()["batch_number"] == 4
+    store = manager.store
+    assert store.conn.execute("SELECT file_id, worker_id, status FROM processed_files").fetchall() == \
+        [(41, 2, "processed")]
+    # and it works as a facewatch index: files, a move onto a file, detections
+    store.enqueue([FileStat("/p/a.jpg", 1, 1), FileStat("/p/b.jpg", 1, 1)], now=1)
+    claims = store.claim("w", 2, now=1, lease_s=60)
+    store.save("w", [Result(c.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=1, height=1,
+                            faces=(FACE,), content_hash=c.path) for c in claims], now=2)
+    assert store.rename("/p/a.jpg", "/p/b.jpg", now=3)  # deletes b's row, and its processed_files row
+    assert store.stats().as_dict()["files"]["done"] == 1
+    store.close()
