@@ -13,6 +13,7 @@ class Terminal:
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.bar: Optional[str] = None
+        self._partial = ""  # print() writes a line and its newline apart: keep lines whole
         self._lock = threading.Lock()
 
     def isatty(self) -> bool:
@@ -20,12 +21,14 @@ class Terminal:
 
     def write(self, text: str) -> int:
         with self._lock:
-            if self.bar is not None:
-                self.stream.write("\r\033[K")  # take the bar away, print the line, put the bar back
-            self.stream.write(text)
-            if self.bar is not None and text.endswith("\n"):
-                self.stream.write(self.bar)
-            self.stream.flush()
+            lines, _, self._partial = (self._partial + text).rpartition("\n")
+            if lines or _:
+                if self.bar is not None:
+                    self.stream.write("\r\033[K")  # take the bar away, print the lines, put the bar back
+                self.stream.write(lines + "\n")
+                if self.bar is not None:
+                    self.stream.write(self.bar)
+                self.stream.flush()
         return len(text)
 
     def flush(self) -> None:

@@ -168,15 +168,15 @@ class Worker:
 
     def stop(self, drain: bool = True, abort: Callable[[], bool] = lambda: False) -> None:
         """Finish what is in flight (unless `abort` says stop at once) and give back the rest."""
-        if drain:
-            while self.inflight and self.analysers.started and not abort():
-                wait(self.inflight[0].futures, timeout=DRAIN_POLL_S)
-                now = self.clock()
-                self._collect(now)
-                if self.inflight and self._save_backoff_until > now:
-                    break  # the database will not take them now: the next start analyses them again
-            if self.inflight and abort():
-                log.info("drain_cut_short", batches=len(self.inflight))
+        while drain and self.inflight and self.analysers.started and not abort():
+            wait(self.inflight[0].futures, timeout=DRAIN_POLL_S)  # short: a second SIGTERM cuts in
+            now = self.clock()
+            self._collect(now)
+            if self.inflight and self._save_backoff_until > now:
+                break  # the database will not take them now: the next start analyses them again
+        if self.inflight and abort():
+            log.info("drain_cut_short", batches=len(self.inflight),
+                     files=sum(len(b.claims) for b in self.inflight))
         try:
             released = self.store.release(self.claimant)
             if released:

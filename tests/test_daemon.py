@@ -1,4 +1,5 @@
 """End to end: `facewatch run` as a subprocess on real folders, real photos and the real model."""
+import json
 import os
 import random
 import shutil
@@ -63,21 +64,27 @@ def test_photos_dropped_into_a_running_daemon_are_indexed(tmp_path, daemon, phot
     assert "Traceback" not in d.log_path.read_text()
 
 
-def test_sigterm_mid_batch_finishes_or_releases_and_nothing_stays_claimed(tmp_path, daemon, photo_dir):
-    config = write_config(tmp_path, processing={"batch_size": 8})
-    make_variants(photo_dir, tmp_path / "photos", 60)
+def test_sigterm_mid_batch_finishes_the_batch_in_flight_and_nothing_stays_claimed(tmp_path, daemon, photo_dir):
+    # full-size decodes of 9 MP photos: a batch of 16 takes about half a second on two cores
+    config = write_config(tmp_path, processing={"batch_size": 16, "min_decode_side": 100000})
+    make_variants(photo_dir, tmp_path / "photos", 60, side=3000)
     d = daemon(config)
-    wait_until(lambda: status(config)["files"]["done"] > 0, timeout=30, message="some progress")
+    in_flight = wait_until(lambda: (lambda s: s if s["queue"]["processing"] else None)(status(config)),
+                           timeout=30, message="a batch in flight")
     assert d.stop(timeout=15) == 0
     s = status(config)
     assert s["queue"]["processing"] == 0
     assert s["files"]["done"] + s["queue"]["pending"] == s["files"]["total"]
+    # the batch that was in flight was finished and saved, not given back
+    assert s["files"]["done"] >= in_flight["files"]["done"] + in_flight["queue"]["processing"]
+    events = [e["event"] for e in d.events()]
+    assert "claims_released" not in events and "drain_cut_short" not in events
     db = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"))
     assert db.execute("SELECT count(*) FROM pending WHERE claimed_by IS NOT NULL").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM files WHERE status='processing'").fetchone()[0] == 0
     daemon(config)  # the rest, and whatever was still settling at the stop, is done after a restart
     wait_until(lambda: all_settled(config, 60), timeout=60, message="the rest after a restart")
-    assert status(config)["analyses"] == 60, "a batch finished or released at the stop ran twice"
+    assert status(config)["analyses"] == 60, "a batch finished at the stop ran twice"
 
 
 def test_changes_while_stopped_are_reconciled_at_start(tmp_path, daemon, photo_dir):
@@ -115,6 +122,26 @@ def test_a_root_renamed_away_marks_nothing_missing(tmp_path, daemon, photo_dir):
     shutil.copy(photo_dir / "cameraman.jpg", photos / "b.jpg")  # arrived during the outage
     wait_until(lambda: status(config)["files"]["done"] == 2, timeout=20, message="the root to come back")
     assert d.proc.poll() is None
+
+
+def test_a_frozen_daemon_reads_as_not_running_until_it_is_thawed(tmp_path, daemon):
+    from facewatch.store import HEARTBEAT_STALE_S
+    config = write_config(tmp_path)
+    d = daemon(config)
+    assert status(config)["daemon"]["running"] is True
+    d.signal(signal.SIGSTOP)  # it keeps its lock, and stops heartbeating
+    frozen_at = time.monotonic()
+    try:
+        wait_until(lambda: status(config)["daemon"]["running"] is False, timeout=HEARTBEAT_STALE_S + 10,
+                   interval=0.5, message="the frozen daemon to read as not running")
+        assert time.monotonic() - frozen_at >= HEARTBEAT_STALE_S - 3, "a fresh heartbeat read as stale"
+        s = status(config)["daemon"]
+        assert s["pid"] is None and s["last_pid"] == d.proc.pid and s["stopped_at"] is None
+        assert "stopped heartbeating" in facewatch(config, "status").stdout
+    finally:
+        d.signal(signal.SIGCONT)
+    wait_until(lambda: status(config)["daemon"]["running"] is True, timeout=10, message="running again")
+    assert status(config)["daemon"]["pid"] == d.proc.pid
 
 
 def test_status_never_reads_a_killed_daemon_as_running(tmp_path, daemon):
@@ -193,18 +220,22 @@ def test_scan_killed_halfway_is_finished_by_resume(tmp_path, photo_dir):
 
 
 def test_a_second_sigterm_stops_at_once_and_gives_the_batch_back(tmp_path, daemon, photo_dir):
-    config = write_config(tmp_path, processing={"batch_size": 32})
+    # full-size decodes of 9 MP photos: a batch of 32 takes a second or more, far longer than the
+    # tenth of a second between the two signals
+    config = write_config(tmp_path, processing={"batch_size": 32, "min_decode_side": 100000})
     make_variants(photo_dir, tmp_path / "photos", 80, seed=5, side=3000)
     d = daemon(config)
     wait_until(lambda: status(config)["queue"]["processing"] > 0, timeout=30, message="a batch in flight")
     d.signal(signal.SIGTERM)
     time.sleep(0.1)  # two SIGTERMs sent together are one: the kernel does not queue them
+    second = time.monotonic()
     d.signal(signal.SIGTERM)
     assert d.proc.wait(timeout=10) == 0
+    assert time.monotonic() - second < 3, "the second SIGTERM did not cut the drain short"
     s = status(config)
     assert s["queue"]["processing"] == 0 and s["files"]["done"] < 80
-    text = d.log_path.read_text()
-    assert '"drain_cut_short"' in text or '"at_once": true' in text
+    events = {e["event"]: e for e in d.events()}
+    assert events["drain_cut_short"]["files"] > 0 and events["claims_released"]["files"] > 0
 
 
 def _descendants(pid: int) -> set:
@@ -265,3 +296,26 @@ def test_a_file_that_kills_the_analyser_is_failed_and_only_it(tmp_path, photo_di
     assert "crashed or hung the analyser (gave up after 2 attempts)" in records["poison.jpg"].error
     assert all(r.status == "done" for name, r in records.items() if name != "poison.jpg")
     store.close()
+
+
+def test_the_daemon_prunes_its_old_checkpoints_and_records_the_threshold(tmp_path, daemon, photo_dir):
+    config = write_config(tmp_path, schedule={"checkpoint_interval_s": 0.1, "keep_checkpoints": 3},
+                          detector={"min_confidence": 0.6})
+    shutil.copy(photo_dir / "astronaut.jpg", tmp_path / "photos" / "a.jpg")
+    facewatch(config, "scan")  # a scan's checkpoints: the daemon leaves them alone
+    d = daemon(config)
+    db = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"))
+
+    def daemon_checkpoints():
+        return db.execute("SELECT checkpoint_id, metadata FROM checkpoints WHERE kind='daemon' "
+                          "ORDER BY checkpoint_id").fetchall()
+    wait_until(lambda: daemon_checkpoints() and daemon_checkpoints()[-1][0] >= 12, timeout=20,
+               message="a dozen daemon checkpoints")
+    assert len(daemon_checkpoints()) <= 4  # three kept, and one saved since the last prune
+    assert db.execute("SELECT count(*) FROM checkpoints WHERE kind='scan'").fetchone()[0] == 2
+    assert json.loads(daemon_checkpoints()[-1][1])["current_threshold"] == 0.6
+    scan_state = json.loads(db.execute("SELECT metadata FROM checkpoints WHERE kind='scan' "
+                                       "ORDER BY checkpoint_id DESC").fetchone()[0])
+    assert scan_state["current_threshold"] == 0.6 and scan_state["total_files"] == 1
+    d.stop()
+    db.close()
