@@ -53,17 +53,21 @@ def test_only_watched_extensions_case_insensitive(setup, photo_dir):
 
 def test_a_slow_writer_is_queued_once_when_complete(setup, photo_dir):
     watcher, store, photos = setup()
+    enqueued = []  # every FileStat the watcher hands the store
+    real_enqueue = store.enqueue
+    store.enqueue = lambda stats, now, force=False: real_enqueue(enqueued.extend(stats) or stats, now, force)
     data = (photo_dir / "astronaut.jpg").read_bytes()
     target = photos / "slow.jpg"
     with open(target, "wb") as f:
-        for i in range(0, len(data), 8192):
-            f.write(data[i:i + 8192])
+        for i in range(0, len(data), 2048):  # for about twice settle_s in all
+            f.write(data[i:i + 2048])
             f.flush()
-            time.sleep(0.02)  # slower than settle_s / chunk: only the close says it is complete
-            assert queued(store) == {} or i < 8192 * 3, "queued before the writer closed the file"
+            time.sleep(0.02)  # a chunk well within settle_s: only the close says it is complete
+            assert queued(store) == {} and enqueued == [], f"queued after {i + 2048} bytes, before the close"
     wait_until(lambda: str(target) in queued(store), timeout=5)
-    row = store.conn.execute("SELECT size FROM files").fetchone()
-    assert row[0] == len(data)
+    time.sleep(1.0)  # longer than settle_s: a settle timer left running would queue it again
+    assert [(s.path, s.size) for s in enqueued] == [(str(target), len(data))], "queued more than once"
+    assert store.file_record(str(target)).size == len(data)
 
 
 def test_an_atomic_rename_from_outside_is_queued_at_once(setup, photo_dir, tmp_path):
