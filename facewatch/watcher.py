@@ -16,13 +16,13 @@ import time
 from typing import Callable, Optional
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from facewatch.config import Config
+from facewatch.handlers import NoteTaker
 from facewatch.files import inside, is_image_name, stat_file, walk
-from facewatch.store import TRANSIENT, FileStat, Store, StoreUnusable
+from facewatch.store import TRANSIENT, FileStat, Store, StoreError, StoreUnusable
 
 log = structlog.get_logger("facewatch.watcher")
 
@@ -53,17 +53,6 @@ def _watch_limit_reached(path: str) -> bool:
 def _observing(observer) -> bool:
     """The observer thread and every emitter thread under it are running."""
     return observer.is_alive() and all(e.is_alive() for e in observer.emitters)
-
-
-class _Handler(FileSystemEventHandler):
-    def __init__(self, notes: queue.SimpleQueue, root: str):
-        self.notes = notes
-        self.root = root
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        src = os.fsdecode(event.src_path)
-        dest = os.fsdecode(getattr(event, "dest_path", "") or "")
-        self.notes.put((event.event_type, src, dest, event.is_directory, self.root))
 
 
 class Watcher:
@@ -113,7 +102,7 @@ class Watcher:
 
     def _start_observer(self, root: str, polling: bool, poll_every_s: float = 1.0):
         observer = PollingObserver(timeout=poll_every_s) if polling else InotifyObserver(generate_full_events=True)
-        observer.schedule(_Handler(self.notes, root), root, recursive=self.config.watch.recursive)
+        observer.schedule(NoteTaker(self.notes, root), root, recursive=self.config.watch.recursive)
         observer.daemon = True
         try:
             observer.start()
@@ -190,7 +179,10 @@ class Watcher:
         self._stop.set()
         if self._flusher.is_alive():
             self._flusher.join(timeout=10)
-        self._flush()  # what was noted before the observers stopped
+        try:
+            self._flush()  # what was noted before the observers stopped
+        except StoreError as exc:  # the next start's reconcile finds those files
+            log.warning("enqueue_failed", error=str(exc), reason="the next start's reconcile queues them")
 
     # the flusher --------------------------------------------------------------------------------
     def _run(self) -> None:
