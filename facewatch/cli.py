@@ -229,6 +229,60 @@ def show(ctx: click.Context, path: str, as_json: bool, draw: Optional[str]) -> N
         click.echo(f"drew {len(record.faces)} faces on {draw} ({width}x{height})", err=True)
 
 
+@main.command()
+@click.option("--full", is_flag=True, help="Check every page (slower) instead of SQLite's quick check.")
+@click.pass_context
+def check(ctx: click.Context, full: bool) -> None:
+    """Check the database, its schema and the index; safe while the daemon runs."""
+    from facewatch.store import open_reader
+    config = _config(ctx)
+    with _database_errors(ctx):
+        store = open_reader(config.database)
+        if store is None:
+            click.echo(f"facewatch: there is no database at {config.database} yet", err=True)
+            ctx.exit(1)
+        try:
+            problems = store.check(full=full)
+            stats = store.stats().as_dict()
+        finally:
+            store.close()
+    for problem in problems:
+        click.echo(f"problem: {problem}")
+    if problems:
+        click.echo(f"{store.display}: {len(problems)} problem{'s' if len(problems) != 1 else ''} found", err=True)
+        ctx.exit(1)
+    f = stats["files"]
+    click.echo(f"ok: {store.display} ({'full' if full else 'quick'} check): {f['total']} files, "
+               f"{stats['faces']} faces, {stats['queue']['pending'] + stats['queue']['processing']} queued")
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.pass_context
+def backup(ctx: click.Context, out: str) -> None:
+    """Write a consistent copy of the live index to OUT (atomically), while the daemon runs."""
+    from facewatch.store import is_url, open_reader
+    config = _config(ctx)
+    if is_url(config.database):
+        click.echo("facewatch: back up a PostgreSQL index with pg_dump (see the README)", err=True)
+        ctx.exit(1)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        click.echo(f"facewatch: {os.path.dirname(os.path.abspath(out))}: no such folder", err=True)
+        ctx.exit(1)
+    with _database_errors(ctx):
+        store = open_reader(config.database)
+        if store is None:
+            click.echo(f"facewatch: there is no database at {config.database} yet", err=True)
+            ctx.exit(1)
+        try:
+            started = time.monotonic()
+            stats = store.backup(out).as_dict()
+        finally:
+            store.close()
+    click.echo(f"backed up {stats['files']['total']} files and {stats['faces']} faces to {out} "
+               f"({os.path.getsize(out) / 1e6:.1f} MB, {time.monotonic() - started:.1f} s)")
+
+
 @main.command("install-unit")
 @click.option("--output", default="/etc/systemd/system/facewatch.service", show_default=True,
               help="Where to write the unit; - for stdout.")

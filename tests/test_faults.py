@@ -210,20 +210,42 @@ def test_a_full_disk_pauses_the_daemon_and_it_carries_on_when_space_returns(tmp_
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_a_database_locked_by_another_process_is_waited_for(tmp_path, photo_dir, daemon):
+def _cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a process and every process below it."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            todo += [int(c) for t in os.listdir(f"/proc/{p}/task")
+                     for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+@pytest.mark.slow
+def test_a_database_locked_by_another_process_for_30_s_is_waited_for_without_spinning(tmp_path, photo_dir, daemon):
     config = write_config(tmp_path)
     d = daemon(config)
+    time.sleep(2)  # past the start-up reconcile
     other = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"), isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     for i in range(5):
         save_jpeg(tmp_path / "photos" / f"p{i}.jpg",
                   np.roll(np.asarray(Image.open(photo_dir / "astronaut.jpg")), i, 1))
-    time.sleep(3)
+    cpu_before, started = _cpu_seconds(d.proc.pid), time.monotonic()
+    time.sleep(30)
+    cpu = _cpu_seconds(d.proc.pid) - cpu_before
+    seconds = time.monotonic() - started
     other.execute("COMMIT")
     other.close()
-    wait_until(lambda: status(config)["files"]["done"] == 5, timeout=40, message="work after the lock")
+    assert cpu / seconds <= 0.02, f"the waiting daemon used {100 * cpu / seconds:.1f}% of a core"
+    wait_until(lambda: status(config)["files"]["done"] == 5, timeout=60, message="work after the lock")
     assert d.proc.poll() is None
     assert d.stop() == 0
+    assert "Traceback" not in d.log_path.read_text()
 
 
 def _watches_in_use() -> int:

@@ -280,6 +280,10 @@ class Store(Protocol):
     # upkeep
     def maintain(self) -> None:
         """Periodic upkeep (SQLite: fold the write-ahead log back into the database)."""
+    def check(self, full: bool = False) -> list[str]:
+        """Problems found in the database and the index, in sentences; safe while others write."""
+    def backup(self, out: str) -> Stats:
+        """A consistent copy of the live index at `out`, atomically; what the copy holds."""
     def close(self) -> None: ...
 
 

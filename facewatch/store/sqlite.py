@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -54,10 +55,12 @@ class SQLiteStore:
                 raise StoreUnusable(f"the database {self.database} cannot be created: "
                                     f"{exc.strerror or exc} ({os.path.dirname(self.database)})") from None
         self._check_schema()
-        if readonly and self._unapplied():
-            SQLiteStore(database).close()  # an older facewatch made it: bring it up to date first
-        elif not readonly:
+        if not readonly:
             self.migrate()
+            return
+        if self._unapplied():
+            SQLiteStore(database).close()  # an older facewatch made it: bring it up to date first
+        self._check_columns()
 
     def _check_file(self) -> None:
         """Refuse, before SQLite sees it, what is plainly not a database we can use."""
@@ -80,7 +83,16 @@ class SQLiteStore:
 
     def _check_schema(self) -> None:
         """Refuse another program's database and a newer facewatch's, touching nothing."""
-        c = self.conn
+        if not os.path.exists(self.database):
+            return
+        c = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, isolation_level=None)
+        try:
+            self._check_tables(c)
+        finally:
+            c.close()
+
+    def _check_tables(self, c: sqlite3.Connection) -> None:
+        c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table' "
                                           "AND name NOT LIKE 'sqlite_%'")}
         if "schema_migrations" not in tables:
@@ -655,6 +667,79 @@ class SQLiteStore:
     def maintain(self) -> None:
         """Fold the write-ahead log back into the database, as far as no reader needs it."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def check(self, full: bool = False) -> list[str]:
+        """What is wrong, in sentences (none: nothing): SQLite's own check (quick, or whole with
+        `full`), the schema against the migrations, and the index against itself. Reads only."""
+        c = self._fresh_reader()
+        try:
+            c.execute("BEGIN")
+            try:
+                problems = [f"integrity: {r[0]}" for r in c.execute(
+                    f"PRAGMA {'integrity_check' if full else 'quick_check'}(20)") if r[0] != "ok"]
+            except sqlite3.DatabaseError as exc:  # too damaged to check page by page
+                problems = [f"integrity: {exc}"]
+            if problems:
+                return problems  # the rest would only repeat it
+            try:
+                self._check_columns()
+            except StoreUnusable as exc:
+                problems.append(f"schema: {exc}")
+            problems += [f"index: {what}: {count}" for what, sql in _CONSISTENCY
+                         for (count,) in c.execute(sql) if count]
+            c.execute("COMMIT")
+        finally:
+            c.close()
+        return problems
+
+    def backup(self, out: str) -> Stats:
+        """A consistent copy of the live database at `out`, written atomically and verified by
+        opening it; returns what the copy holds. Writers go on meanwhile (SQLite's backup API
+        reads one snapshot)."""
+        out = os.path.abspath(out)
+        fd, tmp = tempfile.mkstemp(prefix=".facewatch-backup-", suffix=".db", dir=os.path.dirname(out))
+        os.close(fd)
+        try:
+            src, dst = self._fresh_reader(), sqlite3.connect(tmp, isolation_level=None)
+            try:
+                src.backup(dst)
+                dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+                if dst.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise StoreUnusable(f"the backup of {self.database} did not verify: not written")
+            finally:
+                src.close()
+                dst.close()
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            copy = SQLiteStore(tmp, readonly=True)
+            try:
+                stats = copy.stats()
+            finally:
+                copy.close()
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return stats
+
+
+# the index against itself: each query counts rows that should not be
+_CONSISTENCY = [
+    ("faces of files that do not exist",
+     "SELECT count(*) FROM faces x WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.file_id = x.file_id)"),
+    ("queue entries of files that do not exist",
+     "SELECT count(*) FROM pending p WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.file_id = p.file_id)"),
+    ("queue entries of files that are missing, done or failed",
+     "SELECT count(*) FROM pending p JOIN files f USING (file_id) WHERE f.status IN ('missing', 'done', 'failed')"),
+    ("pending or processing files not in the queue (they would never be analysed)",
+     "SELECT count(*) FROM files f WHERE f.status IN ('pending', 'processing') "
+     "AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.file_id = f.file_id)"),
+    ("files whose face count disagrees with their faces",
+     "SELECT count(*) FROM files f WHERE f.face_count != (SELECT count(*) FROM faces x WHERE x.file_id = f.file_id)"),
+    ("done files without a size (analysed without being read)",
+     "SELECT count(*) FROM files WHERE status = 'done' AND width IS NULL"),
+]
 
 
 def _face(row) -> Face:

@@ -1,0 +1,191 @@
+"""A database that cannot be used: one clear line and a documented exit status from every command,
+fast and without a busy loop; `check` finds what is wrong; `backup` copies a live index."""
+import hashlib
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import FACEWATCH, NO_DAC, facewatch, make_variants, status, wait_until, write_config
+
+IS_ROOT = os.geteuid() == 0
+COMMANDS = [("status",), ("status", "--json"), ("export",), ("show", "x.jpg"), ("failed",), ("check",),
+            ("retry", "--all"), ("scan",), ("resume",), ("run",), ("backup", "copy.db")]
+WRITERS = {"retry", "scan", "resume", "run"}
+
+
+def run_timed(config, *args, prefix=(), timeout=30):
+    """Run facewatch; (exit status, stderr, seconds, CPU seconds of it and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    result = subprocess.run([*prefix, *FACEWATCH, "--config", str(config), *args], capture_output=True,
+                            text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=config.parent)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result.returncode, result.stderr, time.monotonic() - started, cpu
+
+
+def assert_refused(config, database, words, commands=COMMANDS, prefix=()):
+    for args in commands:
+        code, err, seconds, cpu = run_timed(config, *args, prefix=prefix)
+        assert code == 4, f"facewatch {' '.join(args)} exited {code}: {err}"
+        assert "Traceback" not in err, err
+        lines = [line for line in err.splitlines() if line.strip() and not line.startswith("{")]
+        assert len(lines) == 1, f"facewatch {' '.join(args)}: {err}"
+        assert str(database) in lines[0] and words in lines[0], lines[0]
+        assert seconds < 10 and cpu < 8, f"facewatch {' '.join(args)}: {seconds:.1f} s, {cpu:.1f} s of CPU"
+
+
+@pytest.fixture
+def setup(tmp_path):
+    (tmp_path / "photos").mkdir()
+    database = tmp_path / "state" / "facewatch.db"
+    database.parent.mkdir()
+    return write_config(tmp_path, database=str(database)), database
+
+
+def test_random_bytes(setup):
+    config, database = setup
+    database.write_bytes(os.urandom(100_000))
+    assert_refused(config, database, "is not a facewatch database (not an SQLite file)")
+
+
+def test_a_folder(setup):
+    config, database = setup
+    database.mkdir()
+    assert_refused(config, database, "is a folder, not a file")
+
+
+@pytest.mark.skipif(not NO_DAC and IS_ROOT, reason="needs setpriv to drop root's file access")
+def test_an_unreadable_file(setup):
+    config, database = setup
+    facewatch(config, "retry", "--all")  # makes the database
+    database.chmod(0)
+    assert_refused(config, database, "cannot be read: Permission denied", prefix=NO_DAC,
+                   commands=[("status",), ("export",), ("scan",)])
+
+
+def test_another_programs_database(setup):
+    config, database = setup
+    other = sqlite3.connect(database)
+    other.execute("CREATE TABLE files (id INTEGER PRIMARY KEY, name TEXT, owner TEXT)")
+    other.execute("INSERT INTO files (name, owner) VALUES ('budget.xls', 'anna')")
+    other.commit()
+    other.close()
+    digest = hashlib.sha256(database.read_bytes()).hexdigest()
+    assert_refused(config, database, "is another program's database")
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == digest, "another program's database was changed"
+
+
+def test_our_tables_without_our_columns(setup):
+    config, database = setup
+    facewatch(config, "retry", "--all")
+    db = sqlite3.connect(database)
+    db.execute("ALTER TABLE processed_files DROP COLUMN runs")  # the column the old review found missing
+    db.commit()
+    db.close()
+    assert_refused(config, database, "table processed_files lacks runs")
+
+
+def test_a_newer_facewatchs_schema_is_refused_and_left_as_it_is(setup):
+    config, database = setup
+    facewatch(config, "retry", "--all")
+    db = sqlite3.connect(database)
+    db.execute("INSERT INTO schema_migrations VALUES ('0099_from_the_future', '2030-01-01')")
+    db.commit()
+    db.close()
+    digest = hashlib.sha256(database.read_bytes()).hexdigest()
+    assert_refused(config, database, "was made by a newer facewatch")
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == digest
+
+
+def _index_with_files(config, database, count=3000):
+    """A real index of `count` files (no photos needed: the store's own API), cleanly closed."""
+    from facewatch.store import FileStat, Result, open_store
+    store = open_store(str(database))
+    store.enqueue([FileStat(f"/photos/{i:05d}-{'x' * 80}.jpg", 1000 + i, i) for i in range(count)], now=1)
+    claims = store.claim("w", count, now=1, lease_s=60)
+    store.save("w", [Result(c.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=4000, height=3000,
+                            content_hash=f"h{c.file_id}") for c in claims], now=2)
+    store.maintain()
+    store.close()
+    db = sqlite3.connect(database)
+    db.execute("PRAGMA journal_mode=DELETE")  # no -wal or -shm file left beside it
+    db.close()
+
+
+def test_a_database_damaged_in_the_middle(setup):
+    config, database = setup
+    _index_with_files(config, database)
+    size = database.stat().st_size
+    with open(database, "r+b") as f:  # overwrite pages in the middle, as a failing disk would
+        f.seek(size // 2 - 16384)
+        f.write(os.urandom(32768))
+    assert_refused(config, database, "is damaged", commands=[("status",), ("export",), ("scan",)])
+    code, err, _, _ = run_timed(config, "check")
+    out = subprocess.run([*FACEWATCH, "--config", str(config), "check"], capture_output=True, text=True)
+    assert out.returncode in (1, 4) and "Traceback" not in out.stderr
+    assert "malformed" in out.stdout + out.stderr or "integrity:" in out.stdout
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="mounting a read-only filesystem needs root")
+def test_a_read_only_filesystem(setup, tmp_path):
+    config, _ = setup
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], check=True)
+    try:
+        database = disk / "facewatch.db"
+        config = write_config(tmp_path, database=str(database))
+        _index_with_files(config, database, count=50)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        assert status(config)["files"]["done"] == 50  # reading needs no writing
+        assert_refused(config, database, "read-only", commands=[("scan",), ("run",), ("retry", "--all")])
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_check_finds_what_is_wrong_with_the_index(setup):
+    config, database = setup
+    _index_with_files(config, database, count=20)
+    ok = facewatch(config, "check")
+    assert ok.stdout.startswith(f"ok: {database} (quick check): 20 files")
+    assert facewatch(config, "check", "--full").stdout.startswith(f"ok: {database} (full check)")
+    db = sqlite3.connect(database)
+    db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) VALUES (9999, 0, 1, 0, 0, 1, 1, '[]')")
+    db.execute("UPDATE files SET status='pending' WHERE file_id IN (1, 2)")  # never to be analysed
+    db.execute("UPDATE files SET face_count=3 WHERE file_id=5")
+    db.commit()
+    db.close()
+    found = facewatch(config, "check", check=False)
+    assert found.returncode == 1
+    assert "problem: index: faces of files that do not exist: 1" in found.stdout
+    assert "problem: index: pending or processing files not in the queue (they would never be analysed): 2" \
+        in found.stdout
+    assert "problem: index: files whose face count disagrees with their faces: 1" in found.stdout
+
+
+@pytest.mark.slow
+def test_backup_of_a_live_index_while_the_daemon_works(tmp_path, photo_dir, daemon):
+    config = write_config(tmp_path, processing={"batch_size": 8})
+    make_variants(photo_dir, tmp_path / "photos", 150, seed=21, side=1600)
+    d = daemon(config)
+    wait_until(lambda: status(config)["files"]["done"] >= 16, timeout=60, message="a backlog under way")
+    out = facewatch(config, "backup", str(tmp_path / "copy.db"))
+    assert status(config)["files"]["done"] < 150, "the backlog was done before the backup: use more photos"
+    copy_config = write_config(tmp_path / "restore", database=str(tmp_path / "copy.db"))
+    copied = status(copy_config)
+    assert f"backed up {copied['files']['total']} files and {copied['faces']} faces to" in out.stdout
+    assert 16 <= copied["files"]["done"] <= 150 and copied["files"]["total"] == 150
+    assert sqlite3.connect(tmp_path / "copy.db").execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert facewatch(copy_config, "check").returncode == 0
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".facewatch-backup")] == []
+    wait_until(lambda: status(config)["files"]["done"] == 150, timeout=120, message="the backlog")
+    assert d.stop() == 0
+    exported = {json.loads(line)["path"] for line in facewatch(copy_config, "export").stdout.splitlines()}
+    assert len(exported) == 150
