@@ -16,9 +16,10 @@ from typing import Callable, Optional
 import numpy as np
 import xxhash
 
-from facewatch.decode import MIN_LONG_SIDE, DecodeError, decode
+from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
 from facewatch.store import Claim, Result
+from facewatch.tiles import MIN_DETAIL, closer_look, levels, merge
 
 # errors worth another try later: the disk, the mount or the network may come back
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
@@ -38,8 +39,8 @@ class _ProcessState:
 _state: Optional[_ProcessState] = None
 
 
-def init_process(database: str, model: str, min_confidence: float, max_pixels: int, min_side: int,
-                 owner_pid: int, reading) -> None:
+def init_process(database: str, model: str, min_confidence: float, small_faces: str, max_pixels: int,
+                 min_side: int, owner_pid: int, reading) -> None:
     """Pool initializer: one detector and one read-only store connection per process."""
     global _state
     _exit_with(owner_pid)
@@ -58,7 +59,7 @@ def init_process(database: str, model: str, min_confidence: float, max_pixels: i
 
     without_matplotlib()
     with _quiet_stderr():  # TensorFlow Lite greets stderr on load: not news for our logs
-        detector = MediaPipeDetector(model, min_confidence)
+        detector = MediaPipeDetector(model, min_confidence, small_faces)
         detector.detect(np.zeros((64, 64, 3), np.uint8), 64, 64)
     store = open_store(database, readonly=True)
     _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side, reading, slot)
@@ -165,6 +166,21 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
         return Result(claim.file_id, "failed", error=str(exc), **seen)
     except MemoryError:
         return Result(claim.file_id, "failed", error="not enough memory to decode this image", **seen)
-    faces = detector.detect(picture.rgb, picture.width, picture.height, picture.scale)
+    faces = find_faces(detector, data, picture, max_pixels)
     return Result(claim.file_id, "done", content_hash=content_hash, width=picture.width,
                   height=picture.height, faces=tuple(faces), **seen)
+
+
+def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: int) -> list:
+    """The whole-picture pass on the reduced decode; then, where it shows signs of faces too small
+    for it (detector.small_faces), overlapping tiles of a decode with enough detail for them."""
+    width, height = picture.width, picture.height
+    whole = detector.whole(picture.rgb, width, height, picture.scale)
+    faces = [f for f in whole if f.score >= detector.min_confidence]
+    smallest = closer_look(whole, width, height, detector.min_confidence, detector.small_faces)
+    if smallest is None:
+        return faces
+    scale = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
+    if picture.scale > scale:  # the first decode is too coarse for faces this small
+        picture = decode(data, max_pixels, min_side=-(-max(width, height) // scale))
+    return merge(faces, detector.tiles(picture.rgb, width, height, picture.scale, levels(width, height, smallest)))

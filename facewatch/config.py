@@ -44,6 +44,7 @@ class ProcessingConfig:
 class DetectorConfig:
     model: str = "full_range"
     min_confidence: float = 0.5
+    small_faces: str = "auto"  # auto | always | off: look again, in tiles, for faces too small for one pass
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,8 @@ def _check(name: str, value: Any, fail) -> Any:
     if name in ("schedule.checkpoint_interval_s", "schedule.reconcile_interval_s",
                 "schedule.full_reconcile_interval_s"):
         return _non_negative_float(name, value, fail, positive=True)
+    if name == "detector.small_faces":
+        return _choice(name, value, fail, ("auto", "always", "off"))
     if name == "detector.model":
         return _choice(name, value, fail, ("full_range", "short_range"))
     if name == "detector.min_confidence":

@@ -1,12 +1,13 @@
 """Face detection: the Detector protocol and the MediaPipe BlazeFace detector."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Optional, Protocol
 
 import cv2
 import numpy as np
 
 from facewatch.store import Face
+from facewatch.tiles import CANDIDATE_SCORE, FACE_IN_TILE, cut_by_edge, grid, merge, same_face
 
 MODELS = {"short_range": 0, "full_range": 1}
 INPUT_SIDE = {"short_range": 128, "full_range": 192}  # the square each model looks at
@@ -22,30 +23,94 @@ _SHARPEN = {scale: np.array([[0, -a / 4, 0], [-a / 4, 1 + a, -a / 4], [0, -a / 4
 
 
 class Detector(Protocol):
+    min_confidence: float
+    small_faces: str  # off | auto | always
+
     def detect(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> list[Face]:
         """Faces in `rgb`, a picture of `width` x `height` decoded at 1/`scale`, in full-size pixels."""
+
+    def whole(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> list[Face]:
+        """The whole-picture pass: its faces, and (unless small_faces is off) its hints below
+        min_confidence."""
+
+    def tiles(self, rgb: np.ndarray, width: int, height: int, scale: int, sides: list[int]) -> list[Face]:
+        """Faces found in overlapping tiles of those sides (full-size pixels)."""
 
 
 class MediaPipeDetector:
     """MediaPipe's legacy face-detection solution; its models ship in the mediapipe wheel."""
 
-    def __init__(self, model: str = "full_range", min_confidence: float = 0.5):
+    def __init__(self, model: str = "full_range", min_confidence: float = 0.5, small_faces: str = "off"):
         # `import mediapipe` costs half a second (it imports every solution and matplotlib), but
         # importing the face-detection module alone leaves some graph options unregistered and
         # its non-maximum suppression silently off: measured, duplicate faces. Import it whole.
         import mediapipe as mp
 
+        self.min_confidence = min_confidence
+        self.small_faces = small_faces
         self._side = INPUT_SIDE[model]
+        hints = min_confidence if small_faces == "off" else min(min_confidence, CANDIDATE_SCORE)
         self._solution = mp.solutions.face_detection.FaceDetection(
-            model_selection=MODELS[model], min_detection_confidence=min_confidence)
+            model_selection=MODELS[model], min_detection_confidence=hints)
+        self._tile_solution = None if small_faces == "off" else mp.solutions.face_detection.FaceDetection(
+            model_selection=MODELS["full_range"], min_detection_confidence=min_confidence)
 
     def detect(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> list[Face]:
+        return [f for f in self.whole(rgb, width, height, scale) if f.score >= self.min_confidence]
+
+    def whole(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> list[Face]:
         square = model_input(rgb, width, height, scale, self._side)
         result = self._solution.process(square)
         return [_to_face(d, width, height) for d in result.detections or ()]
 
+    def tiles(self, rgb: np.ndarray, width: int, height: int, scale: int, sides: list[int]) -> list[Face]:
+        """Faces in overlapping tiles, each confirmed by a second look (see `confirmed`)."""
+        found = []
+        for side in sides:
+            smallest = 0.7 * side / FACE_IN_TILE  # smaller boxes are textures the upscaling made faces of
+            for tile in grid(width, height, side):
+                found += [f for f in self._in_tile(rgb, width, height, scale, tile)
+                          if f.bbox[2] >= smallest and not cut_by_edge(f.bbox, tile, width, height, 2 * scale)]
+        return [c for c in (self.confirmed(rgb, width, height, scale, f) for f in merge([], found)) if c]
+
+    def confirmed(self, rgb: np.ndarray, width: int, height: int, scale: int, face: Face) -> Optional[Face]:
+        """The face again, seen in a square of four face widths around it (a face is a face at any
+        scale and framing; a texture that looked like one in one tile rarely is in another), or None."""
+        x, y, w, h = face.bbox
+        side = 4 * max(w, h)
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+        view = (x0, y0, min(side, width - x0), min(side, height - y0))
+        again = [f for f in self._in_tile(rgb, width, height, scale, view) if same_face(f.bbox, face.bbox)]
+        return max(again, key=lambda f: f.score) if again else None
+
+    def _in_tile(self, rgb: np.ndarray, width: int, height: int, scale: int, tile: tuple) -> list[Face]:
+        x, y, w, h = tile
+        x0, y0 = x // scale, y // scale
+        crop = np.ascontiguousarray(rgb[y0:-(-(y + h) // scale), x0:-(-(x + w) // scale)])
+        ch, cw = crop.shape[:2]
+        if ch < 8 or cw < 8:
+            return []
+        result = self._tile_solution.process(crop)
+
+        def point(rx: float, ry: float) -> tuple:  # a decoded pixel spans [j, j + 1): full size * scale
+            return _clamp((x0 + rx * cw) * scale, width), _clamp((y0 + ry * ch) * scale, height)
+
+        faces = []
+        for d in result.detections or ():
+            box = d.location_data.relative_bounding_box
+            bx0, by0 = point(box.xmin, box.ymin)
+            bx1, by1 = point(box.xmin + box.width, box.ymin + box.height)
+            keypoints = tuple(point(k.x, k.y) for k in d.location_data.relative_keypoints)
+            if bx1 > bx0 and by1 > by0:
+                faces.append(Face(score=float(d.score[0]), bbox=(bx0, by0, bx1 - bx0, by1 - by0),
+                                  keypoints=keypoints))
+        return faces
+
     def close(self) -> None:
         self._solution.close()
+        if self._tile_solution is not None:
+            self._tile_solution.close()
 
 
 def model_input(rgb: np.ndarray, width: int, height: int, scale: int, side: int) -> np.ndarray:

@@ -23,7 +23,7 @@ def test_every_key_has_the_interface_default(tmp_path):
     p = cfg.processing
     assert (p.batch_size, p.max_batch_wait_s, p.workers, p.settle_s) == (32, 0.05, "auto", 1.0)
     assert p.worker_count == os.cpu_count()
-    assert (cfg.detector.model, cfg.detector.min_confidence) == ("full_range", 0.5)
+    assert (cfg.detector.model, cfg.detector.min_confidence, cfg.detector.small_faces) == ("full_range", 0.5, "auto")
     assert (cfg.schedule.checkpoint_interval_s, cfg.schedule.reconcile_interval_s) == (60, 3600)
     assert (cfg.logging.format, cfg.logging.level) == ("auto", "info")
 

@@ -1,0 +1,117 @@
+"""Small faces: where to look again, in overlapping tiles, and how to merge what the tiles find.
+
+The full-range model sees the whole picture at 192x192, so a face narrower than about 7% of the
+picture's long side is a few model pixels wide and invisible to it. Cut the picture into tiles and
+each is seen at 192x192 instead: a face of 1/12 of a tile's side is 16 model pixels, which the
+model finds. Tiles come in levels whose sides double, so that every face size from the smallest
+looked for up to what the whole-picture pass sees lies wholly inside some tile of some level.
+Pure geometry here; detect.py runs the model.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Optional
+
+from facewatch.store import Face
+
+FACE_IN_TILE = 12  # a tile's side in face widths: such a face is 16 of the model's 192 pixels
+OVERLAP = 0.25  # of a tile's side: a face up to a quarter of a tile lies wholly inside some tile
+WHOLE_SEES = 0.07  # the whole-picture pass finds faces from about this fraction of the long side
+CANDIDATE_SCORE = 0.3  # the whole-picture pass reports faces from this score, as hints
+SMALL = 0.10  # of the long side: a face this small may stand beside smaller ones
+SMALL_PICTURE = 1024  # long side: so few tiles that any hint of a face pays for a closer look
+MIN_DETAIL = 16  # decoded pixels across the smallest face looked for
+
+
+def min_face(width: int, height: int) -> int:
+    """The smallest face (full-size pixels) worth looking for: 32 px in a 12 MP photo, 16 in small ones."""
+    return max(16, round(max(width, height) / 125))
+
+
+def closer_look(faces: Iterable[Face], width: int, height: int, min_confidence: float,
+                mode: str) -> Optional[int]:
+    """The smallest face width to look for in tiles, or None: no closer look.
+
+    `faces` are the whole-picture pass's, hints below `min_confidence` included. `always` looks
+    everywhere for the smallest faces worth it. `auto` looks when the pass shows signs of faces it
+    cannot see well: a hint it is unsure of (a face the full-size loop might find, or one too
+    small to be sure of), two or more faces of which one is small (a group: its farther faces are
+    smaller still), or any face at all in a small picture (cheap to tile). It then looks for
+    faces down to half the smallest it saw."""
+    floor = min_face(width, height)
+    if mode == "always":
+        return floor
+    if mode != "auto":
+        return None
+    faces = list(faces)
+    if not faces:
+        return None
+    long_side = max(width, height)
+    sizes = [f.bbox[2] for f in faces]
+    unsure = any(f.score < min_confidence for f in faces)
+    sure = [f for f in faces if f.score >= min_confidence]
+    group = len(sure) >= 2 and min(f.bbox[2] for f in sure) < SMALL * long_side
+    if not (unsure or group or long_side <= SMALL_PICTURE):
+        return None
+    smallest = max(min(sizes) // 2, floor)
+    return smallest if smallest < WHOLE_SEES * long_side else None
+
+
+def levels(width: int, height: int, smallest: int) -> list[int]:
+    """Tile sides (full-size pixels), smallest first, from faces of `smallest` up to those the
+    whole-picture pass sees."""
+    long_side = max(width, height)
+    side, sides = smallest * FACE_IN_TILE, []
+    while True:
+        sides.append(side)
+        if side * OVERLAP >= WHOLE_SEES * long_side or side >= long_side:
+            return sides
+        side *= 2
+
+
+def grid(width: int, height: int, side: int) -> Iterator[tuple[int, int, int, int]]:
+    """Tiles (x, y, w, h) of `side` covering the picture, overlapping by OVERLAP, the last of each
+    row and column flush with the edge."""
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        step = max(1, int(side * (1 - OVERLAP)))
+        count = -(-(length - side) // step) + 1
+        return [round(i * (length - side) / (count - 1)) for i in range(count)]
+    for y in starts(height):
+        for x in starts(width):
+            yield x, y, min(side, width - x), min(side, height - y)
+
+
+def cut_by_edge(box: tuple, tile: tuple, width: int, height: int, margin: float = 2.0) -> bool:
+    """Whether a face found in `tile` touches one of its edges inside the picture: a face cut by
+    the tile, which another tile (or level) sees whole."""
+    x, y, w, h = box
+    tx, ty, tw, th = tile
+    return ((tx > 0 and x <= tx + margin) or (ty > 0 and y <= ty + margin)
+            or (tx + tw < width and x + w >= tx + tw - margin) or (ty + th < height and y + h >= ty + th - margin))
+
+
+def overlap(a: tuple, b: tuple) -> tuple[float, float]:
+    """(intersection over union, intersection over the smaller box) of two (x, y, w, h) boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    if not inter:
+        return 0.0, 0.0
+    small = min(a[2] * a[3], b[2] * b[3])
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter), inter / float(small)
+
+
+def merge(first: list[Face], found: list[Face]) -> list[Face]:
+    """The whole-picture pass's faces, then each tile face that is not one of them or of another
+    tile face already kept (best score first). Boxes that mostly cover each other are one face."""
+    kept = list(first)
+    for face in sorted(found, key=lambda f: -f.score):
+        if not any(same_face(face.bbox, k.bbox) for k in kept):
+            kept.append(face)
+    return kept
+
+
+def same_face(a: tuple, b: tuple) -> bool:
+    iou, covered = overlap(a, b)
+    return iou >= 0.3 or covered >= 0.6

@@ -1,0 +1,103 @@
+"""Small faces: overlapping tiles find the faces one pass over the whole picture cannot see, count a
+face cut by a tile border once, and add no face to pictures without any; on real faces."""
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import iou
+from facewatch.analyse import find_faces
+from facewatch.decode import decode
+from facewatch.detect import MediaPipeDetector
+from facewatch.tiles import closer_look, grid, levels
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
+MAX_PIXELS = 200_000_000
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    made = {mode: MediaPipeDetector("full_range", 0.5, mode) for mode in ("off", "auto", "always")}
+    yield made
+    for d in made.values():
+        d.close()
+
+
+def faces_in(detector, path):
+    data = Path(path).read_bytes()
+    return find_faces(detector, data, decode(data, MAX_PIXELS), MAX_PIXELS)
+
+
+def recall(found, truth):
+    return sum(any(iou(t, f.bbox) >= 0.5 for f in found) for t in truth) / len(truth)
+
+
+@pytest.mark.skipif(not OPENCV_DOC.exists(), reason="the backgrounds are Debian's opencv-doc photos (apt install opencv-doc)")
+def test_recall_by_face_size_in_a_group_photo_with_known_faces(tmp_path, detectors):
+    from groups import face_sources, group_photo
+    rng = np.random.default_rng(5)
+    widths = [200, 140, 100, 80, 64, 56, 48, 40, 36, 32]
+    rgb, truth = group_photo((1920, 1080), face_sources(), rng, widths * 2)
+    path = tmp_path / "group.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert len(truth) >= 16
+    found = {mode: faces_in(d, path) for mode, d in detectors.items()}
+    small = [t for t in truth if t[2] < 64]
+    assert recall(found["always"], truth) >= 0.9 and recall(found["always"], small) >= 0.85
+    assert recall(found["off"], small) <= 0.2, "the whole-picture pass alone should not see these"
+    assert recall(found["auto"], truth) >= recall(found["off"], truth)
+    for mode, faces in found.items():  # every face found is a face: no false positives, no duplicates
+        assert all(any(iou(t, f.bbox) >= 0.3 for t in truth) for f in faces), mode
+        assert len(faces) == len({max(range(len(truth)), key=lambda i: iou(truth[i], f.bbox)) for f in faces}), mode
+        assert all(len(f.keypoints) == 6 for f in faces)
+
+
+def test_a_face_straddling_tile_borders_is_found_once(tmp_path, detectors, photo_dir):
+    from skimage import data
+    face = cv2.resize(data.astronaut()[30:230, 130:330], (90, 90), interpolation=cv2.INTER_AREA)
+    width, height = 1920, 1080
+    side = levels(width, height, 16)[0]
+    tiles = list(grid(width, height, side))
+    x = tiles[1][0] - 45  # centred on the left edge of the second tile, inside the first tile's overlap too
+    canvas = np.full((height, width, 3), 120, np.uint8)
+    canvas[400:490, x:x + 90] = face
+    path = tmp_path / "straddling.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    found = faces_in(detectors["always"], path)
+    assert len(found) == 1, [f.bbox for f in found]
+    fx, fy, fw, fh = found[0].bbox
+    assert x - 20 <= fx <= x + 45 and 380 <= fy <= 460 and 40 <= fw <= 100
+
+
+@pytest.mark.skipif(not OPENCV_DOC.exists(), reason="the face-free photos are Debian's opencv-doc (apt install opencv-doc)")
+def test_no_face_in_pictures_without_faces_even_when_tiling_everything(tmp_path, detectors):
+    from groups import face_free_sources
+    pictures = face_free_sources()
+    assert len(pictures) >= 15
+    found = {}
+    for name, rgb in pictures:
+        for size in ((1920, 1080), (800, 600)):
+            path = tmp_path / f"{name}-{size[0]}.jpg"
+            cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(rgb, size), cv2.COLOR_RGB2BGR))
+            faces = faces_in(detectors["always"], path)
+            if faces:
+                found[path.name] = [(round(f.score, 2), f.bbox) for f in faces]
+    # at most one picture in twenty with a face that is not there (the hand loop itself finds one)
+    assert len(found) <= len(pictures) * 2 // 20, found
+
+
+def test_auto_looks_closer_only_at_signs_of_small_faces():
+    from facewatch.store import Face
+
+    def face(width, score=0.9):
+        return Face(score, (100, 100, width, width), ())
+    assert closer_look([], 4000, 3000, 0.5, "auto") is None  # nothing to go on
+    assert closer_look([face(900)], 4000, 3000, 0.5, "auto") is None  # a portrait
+    assert closer_look([face(900), face(300)], 4000, 3000, 0.5, "auto") == 150  # a group: half the smallest
+    assert closer_look([face(260, score=0.4)], 4000, 3000, 0.5, "auto") == 130  # a face it is unsure of
+    assert closer_look([face(60)], 730, 276, 0.5, "auto") == 30  # a small picture: cheap to tile
+    assert closer_look([face(900)], 4000, 3000, 0.5, "always") == 32
+    assert closer_look([face(900), face(300)], 4000, 3000, 0.5, "off") is None
