@@ -19,7 +19,7 @@ import xxhash
 from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
 from facewatch.store import Claim, Result
-from facewatch.tiles import MIN_DETAIL, closer_look, levels, merge
+from facewatch.tiles import MIN_DETAIL, closer_look, levels, merge, quarter
 
 # errors worth another try later: the disk, the mount or the network may come back
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
@@ -177,6 +177,11 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
     width, height = picture.width, picture.height
     whole = detector.whole(picture.rgb, width, height, picture.scale)
     faces = [f for f in whole if f.score >= detector.min_confidence]
+    if not faces and detector.small_faces == "auto":
+        # nothing seen at all: a face near the whole pass's limit can be invisible to it in a reduced
+        # decode, and plain in a quarter of it (four overlapping tiles of the same decode)
+        faces = detector.tiles(picture.rgb, width, height, picture.scale, [quarter(width, height)])
+        whole += faces
     smallest = closer_look(whole, width, height, detector.min_confidence, detector.small_faces)
     if smallest is None:
         return faces

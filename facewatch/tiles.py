@@ -56,6 +56,11 @@ def closer_look(faces: Iterable[Face], width: int, height: int, min_confidence: 
     return smallest if smallest < WHOLE_SEES * long_side else None
 
 
+def quarter(width: int, height: int) -> int:
+    """The side of four overlapping tiles (two by two) that cover the picture."""
+    return round(max(width, height) / (2 - OVERLAP * 1.5))
+
+
 def levels(width: int, height: int, smallest: int) -> list[int]:
     """Tile sides (full-size pixels), smallest first, from faces of `smallest` up to those the
     whole-picture pass sees."""
