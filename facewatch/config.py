@@ -210,6 +210,8 @@ def _check(name: str, value: Any, fail) -> Any:
                 "schedule.full_reconcile_interval_s"):
         return _non_negative_float(name, value, fail, positive=True)
     if name == "detector.small_faces":
+        if value is False:  # YAML reads an unquoted `off` as false
+            return "off"
         return _choice(name, value, fail, ("auto", "always", "off"))
     if name == "detector.model":
         return _choice(name, value, fail, ("full_range", "short_range"))

@@ -92,3 +92,11 @@ def test_config_is_frozen(tmp_path):
 def test_config_error_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         load_config(str(write(tmp_path / "c.yaml", "- a list\n")))
+
+
+def test_small_faces_off_may_be_written_unquoted(tmp_path):
+    (tmp_path / "c.yaml").write_text("watch:\n  paths: [/srv/photos]\ndetector:\n  small_faces: off\n")
+    assert load_config(str(tmp_path / "c.yaml")).detector.small_faces == "off"
+    (tmp_path / "c.yaml").write_text("watch:\n  paths: [/srv/photos]\ndetector:\n  small_faces: sometimes\n")
+    with pytest.raises(ConfigError, match="detector.small_faces: expected one of auto | always | off"):
+        load_config(str(tmp_path / "c.yaml"))
