@@ -229,18 +229,24 @@ def show(ctx: click.Context, path: str, as_json: bool, draw: Optional[str]) -> N
         click.echo(f"drew {len(record.faces)} faces on {draw} ({width}x{height})", err=True)
 
 
+def _existing(ctx: click.Context, config: Config):
+    """A read-only store of the configured database; exit 1 when there is none yet."""
+    from facewatch.store import open_reader
+    store = open_reader(config.database)
+    if store is None:
+        click.echo(f"facewatch: there is no database at {config.database} yet", err=True)
+        ctx.exit(1)
+    return store
+
+
 @main.command()
 @click.option("--full", is_flag=True, help="Check every page (slower) instead of SQLite's quick check.")
 @click.pass_context
 def check(ctx: click.Context, full: bool) -> None:
     """Check the database, its schema and the index; safe while the daemon runs."""
-    from facewatch.store import open_reader
     config = _config(ctx)
     with _database_errors(ctx):
-        store = open_reader(config.database)
-        if store is None:
-            click.echo(f"facewatch: there is no database at {config.database} yet", err=True)
-            ctx.exit(1)
+        store = _existing(ctx, config)
         try:
             problems = store.check(full=full)
             stats = store.stats().as_dict()
@@ -261,7 +267,7 @@ def check(ctx: click.Context, full: bool) -> None:
 @click.pass_context
 def backup(ctx: click.Context, out: str) -> None:
     """Write a consistent copy of the live index to OUT (atomically), while the daemon runs."""
-    from facewatch.store import is_url, open_reader
+    from facewatch.store import is_url
     config = _config(ctx)
     if is_url(config.database):
         click.echo("facewatch: back up a PostgreSQL index with pg_dump (see the README)", err=True)
@@ -270,10 +276,7 @@ def backup(ctx: click.Context, out: str) -> None:
         click.echo(f"facewatch: {os.path.dirname(os.path.abspath(out))}: no such folder", err=True)
         ctx.exit(1)
     with _database_errors(ctx):
-        store = open_reader(config.database)
-        if store is None:
-            click.echo(f"facewatch: there is no database at {config.database} yet", err=True)
-            ctx.exit(1)
+        store = _existing(ctx, config)
         try:
             started = time.monotonic()
             stats = store.backup(out).as_dict()
