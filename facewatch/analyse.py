@@ -19,7 +19,7 @@ import xxhash
 from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
 from facewatch.store import Claim, Result
-from facewatch.tiles import MIN_DETAIL, closer_look, levels, merge, quarter
+from facewatch.tiles import MIN_DETAIL, WHOLE_SEES, closer_look, levels, merge, quarter, same_face
 
 # errors worth another try later: the disk, the mount or the network may come back
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
@@ -177,15 +177,36 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
     width, height = picture.width, picture.height
     whole = detector.whole(picture.rgb, width, height, picture.scale)
     faces = [f for f in whole if f.score >= detector.min_confidence]
+    first = list(faces)
     if not faces and detector.small_faces == "auto":
         # nothing seen at all: a face near the whole pass's limit can be invisible to it in a reduced
         # decode, and plain in a quarter of it (four overlapping tiles of the same decode)
         faces = detector.tiles(picture.rgb, width, height, picture.scale, [quarter(width, height)])
         whole += faces
     smallest = closer_look(whole, width, height, detector.min_confidence, detector.small_faces)
-    if smallest is None:
+    if smallest is not None:
+        scale = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
+        if picture.scale > scale:  # the first decode is too coarse for faces this small
+            picture = decode(data, max_pixels, min_side=-(-max(width, height) // scale))
+        faces = merge(faces, detector.tiles(picture.rgb, width, height, picture.scale,
+                                            levels(width, height, smallest)))
+    return as_the_loop_sees(detector, data, max_pixels, first, faces, picture)
+
+
+def as_the_loop_sees(detector: Detector, data: bytes, max_pixels: int, first: list, faces: list,
+                     picture: Decoded) -> list:
+    """Faces the tiles found that are big enough for one pass over the full-size picture, which the
+    reduced decode hid from it: boxed as that pass boxes them (it draws a face near its limit
+    larger and lower than a closer look does), where the full-size pass finds them at all. A
+    full-size decode, only for the rare photo that has such a face."""
+    width, height = picture.width, picture.height
+    hidden = [f for f in faces if f not in first and f.bbox[2] >= WHOLE_SEES * 0.8 * max(width, height)]
+    if not hidden or picture.scale == 1 and first:
         return faces
-    scale = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
-    if picture.scale > scale:  # the first decode is too coarse for faces this small
-        picture = decode(data, max_pixels, min_side=-(-max(width, height) // scale))
-    return merge(faces, detector.tiles(picture.rgb, width, height, picture.scale, levels(width, height, smallest)))
+    full = decode(data, max_pixels, min_side=max(width, height))
+    seen = [f for f in detector.whole(full.rgb, width, height, full.scale) if f.score >= detector.min_confidence]
+    boxed = []
+    for face in faces:
+        twin = next((s for s in seen if face in hidden and same_face(s.bbox, face.bbox)), None)
+        boxed.append(twin or face)
+    return boxed

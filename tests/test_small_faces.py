@@ -101,3 +101,16 @@ def test_auto_looks_closer_only_at_signs_of_small_faces():
     assert closer_look([face(60)], 730, 276, 0.5, "auto") == 30  # a small picture: cheap to tile
     assert closer_look([face(900)], 4000, 3000, 0.5, "always") == 32
     assert closer_look([face(900), face(300)], 4000, 3000, 0.5, "off") is None
+
+
+@pytest.mark.skipif(not (OPENCV_DOC / "messi5.jpg").exists(), reason="needs Debian's opencv-doc (messi5.jpg)")
+def test_a_face_the_reduced_decode_hides_is_found_and_boxed_as_the_full_size_loop_boxes_it(
+        tmp_path, detectors, hand_loop):
+    from make_corpus import make_corpus
+    from conftest import reference_faces
+    path = make_corpus(tmp_path, 20, "12mp")[19]  # a Messi-sized face the 1/8 decode shows at no score
+    expected, _, _ = reference_faces(hand_loop, path)
+    assert len(expected) == 1
+    assert faces_in(detectors["off"], path) == [], "the corpus changed: this photo no longer hides its face"
+    found = faces_in(detectors["auto"], path)
+    assert len(found) == 1 and iou(found[0].bbox, expected[0][0]) >= 0.8
