@@ -174,7 +174,7 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
 def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: int) -> list:
     """The whole-picture pass on the reduced decode; then, where it shows signs of faces too small
     for it (detector.small_faces), overlapping tiles of a decode with enough detail for them."""
-    width, height = picture.width, picture.height
+    width, height, whole_scale = picture.width, picture.height, picture.scale
     whole = detector.whole(picture.rgb, width, height, picture.scale)
     faces = [f for f in whole if f.score >= detector.min_confidence]
     first = list(faces)
@@ -190,18 +190,19 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
             picture = decode(data, max_pixels, min_side=-(-max(width, height) // scale))
         faces = merge(faces, detector.tiles(picture.rgb, width, height, picture.scale,
                                             levels(width, height, smallest)))
-    return as_the_loop_sees(detector, data, max_pixels, first, faces, picture)
+    if whole_scale == 1:  # the whole pass saw full-size pixels already: its boxes are the loop's
+        return faces
+    return as_the_loop_sees(detector, data, max_pixels, first, faces, width, height)
 
 
 def as_the_loop_sees(detector: Detector, data: bytes, max_pixels: int, first: list, faces: list,
-                     picture: Decoded) -> list:
+                     width: int, height: int) -> list:
     """Faces the tiles found that are big enough for one pass over the full-size picture, which the
     reduced decode hid from it: boxed as that pass boxes them (it draws a face near its limit
     larger and lower than a closer look does), where the full-size pass finds them at all. A
     full-size decode, only for the rare photo that has such a face."""
-    width, height = picture.width, picture.height
     hidden = [f for f in faces if f not in first and f.bbox[2] >= WHOLE_SEES * 0.8 * max(width, height)]
-    if not hidden or picture.scale == 1 and first:
+    if not hidden:
         return faces
     full = decode(data, max_pixels, min_side=max(width, height))
     seen = [f for f in detector.whole(full.rgb, width, height, full.scale) if f.score >= detector.min_confidence]
