@@ -60,7 +60,10 @@ def init_process(database: str, model: str, min_confidence: float, small_faces: 
     without_matplotlib()
     with _quiet_stderr():  # TensorFlow Lite greets stderr on load: not news for our logs
         detector = MediaPipeDetector(model, min_confidence, small_faces)
-        detector.detect(np.zeros((64, 64, 3), np.uint8), 64, 64)
+        blank = np.zeros((64, 64, 3), np.uint8)
+        detector.detect(blank, 64, 64)
+        if small_faces != "off":  # the tiles' own model greets stderr at its first picture too
+            detector.tiles(blank, 64, 64, 1, [64])
     store = open_store(database, readonly=True)
     _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side, reading, slot)
 
