@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Union
 
 import structlog
 
-from facewatch.store import CHECKPOINT_STATUSES, StoreError
+from facewatch.store import CHECKPOINT_STATUSES, StoreError, checkpoint_status
 
 log = structlog.get_logger("facewatch.checkpoint")
 
@@ -185,8 +185,7 @@ class DatabaseCheckpointManager:
                         metadata: Optional[dict] = None) -> Optional[int]:
         """Record progress; returns the checkpoint's id (None if the database would not take it).
         ValueError for a status other than in_progress, completed or error."""
-        if status not in STATUSES:
-            raise ValueError(f"checkpoint status must be one of {', '.join(STATUSES)}, not {status!r}")
+        checkpoint_status(status)  # a caller's mistake: raised, not logged as a database error
         try:
             checkpoint_id = self.store.save_checkpoint(batch_number, processed_count, status, metadata, self.kind)
         except StoreError as exc:

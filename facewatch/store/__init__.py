@@ -127,6 +127,13 @@ def plan_save(result: Result, source_status: Optional[str] = None) -> str:
     raise ValueError(f"unknown result kind {kind!r}")
 
 
+def checkpoint_status(status: str) -> str:
+    """`status` if a checkpoint may have it; ValueError otherwise."""
+    if status not in CHECKPOINT_STATUSES:
+        raise ValueError(f"checkpoint status must be one of {', '.join(CHECKPOINT_STATUSES)}, not {status!r}")
+    return status
+
+
 def needs_analysis(known: Known, st: FileStat) -> bool:
     """Whether a file the store knows as `known` must be queued, the filesystem now saying `st`."""
     if known.status == "missing" or (known.size, known.mtime_ns) != (st.size, st.mtime_ns):

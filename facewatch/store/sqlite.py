@@ -12,8 +12,9 @@ from typing import Iterable, Iterator, Optional
 
 from facewatch.lock import FileLock, is_held
 from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, PROCESSED, REQUEUE,
-                             CHECKPOINT_STATUSES, CheckpointRecord, Claim, DaemonInfo, ExportFilter, Face,
-                             FileRecord, FileStat, Known, Result, Source, Stats, iso, needs_analysis, plan_save)
+                             CheckpointRecord, Claim, DaemonInfo, ExportFilter, Face,
+                             FileRecord, FileStat, Known, Result, Source, Stats, checkpoint_status, iso, needs_analysis,
+                             plan_save)
 from facewatch.store.errors import StoreUnusable
 from facewatch.store.sqlite_errors import translating
 from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
@@ -365,11 +366,7 @@ class SQLiteStore:
 
     @staticmethod
     def _log_processed(c, r: Result, detection: bool) -> None:
-        c.execute("INSERT INTO processed_files (file_id, worker_id, status, processed_timestamp, runs) "
-                  "VALUES (?, ?, ?, CURRENT_TIMESTAMP, ?) ON CONFLICT (file_id) DO UPDATE "
-                  "SET worker_id=excluded.worker_id, status=excluded.status, "
-                  "processed_timestamp=excluded.processed_timestamp, runs=runs+excluded.runs",
-                  (r.file_id, r.worker_id, r.kind, int(detection)))
+        _record_processed(c, r.file_id, r.worker_id, r.kind, runs=int(detection))
 
     def release(self, claimant: str) -> int:
         """Give a claimant's claims back to the queue."""
@@ -585,8 +582,7 @@ class SQLiteStore:
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, batch_number: int, processed_count: int, status: str,
                         metadata: Optional[dict] = None, kind: str = "scan") -> int:
-        if status not in CHECKPOINT_STATUSES:
-            raise ValueError(f"checkpoint status must be one of {', '.join(CHECKPOINT_STATUSES)}, not {status!r}")
+        checkpoint_status(status)
         with self._write() as c:
             cur = c.execute(
                 "INSERT INTO checkpoints (batch_number, processed_files_count, status, metadata, created_at, kind, "
@@ -612,8 +608,7 @@ class SQLiteStore:
         return None if row is None else _checkpoint(row)
 
     def set_checkpoint_status(self, checkpoint_id: int, status: str) -> bool:
-        if status not in CHECKPOINT_STATUSES:
-            raise ValueError(f"checkpoint status must be one of {', '.join(CHECKPOINT_STATUSES)}, not {status!r}")
+        checkpoint_status(status)
         with self._write() as c:
             return c.execute("UPDATE checkpoints SET status=? WHERE checkpoint_id=?",
                              (status, checkpoint_id)).rowcount > 0
@@ -627,10 +622,7 @@ class SQLiteStore:
 
     def update_processed_file(self, file_id: int, worker_id: Optional[int], status: str) -> None:
         with self._write() as c:
-            c.execute("INSERT INTO processed_files (file_id, worker_id, status, processed_timestamp, runs) "
-                      "VALUES (?, ?, ?, CURRENT_TIMESTAMP, 0) ON CONFLICT (file_id) DO UPDATE "
-                      "SET worker_id=excluded.worker_id, status=excluded.status, "
-                      "processed_timestamp=excluded.processed_timestamp", (file_id, worker_id, status))
+            _record_processed(c, file_id, worker_id, status, runs=0)
 
     _REMAINING = ("FROM files f WHERE f.status != 'missing' AND f.file_id <= ? AND NOT EXISTS (SELECT 1 "
                   "FROM processed_files p WHERE p.file_id = f.file_id AND p.status IN (%s))"
@@ -740,6 +732,15 @@ _CONSISTENCY = [
     ("done files without a size (analysed without being read)",
      "SELECT count(*) FROM files WHERE status = 'done' AND width IS NULL"),
 ]
+
+
+def _record_processed(c, file_id: int, worker_id: Optional[int], status: str, runs: int) -> None:
+    """Who processed a file and how it ended; `runs` detections more (0: read, or recorded by hand)."""
+    c.execute("INSERT INTO processed_files (file_id, worker_id, status, processed_timestamp, runs) "
+              "VALUES (?, ?, ?, CURRENT_TIMESTAMP, ?) ON CONFLICT (file_id) DO UPDATE "
+              "SET worker_id=excluded.worker_id, status=excluded.status, "
+              "processed_timestamp=excluded.processed_timestamp, runs=runs+excluded.runs",
+              (file_id, worker_id, status, runs))
 
 
 def _face(row) -> Face:
