@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -165,6 +166,18 @@ def write_config(folder: Path, **sections) -> Path:
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def peek(config: Path, sql: str, default=0):
+    """One value read straight from the config's SQLite database: fast enough to poll a run that
+    takes a second on a fast machine (`status` costs a process start); `default` before it exists."""
+    database = yaml.safe_load(config.read_text())["database"]
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+            row = db.execute(sql).fetchone()
+    except sqlite3.OperationalError:  # not created yet
+        return default
+    return default if row is None or row[0] is None else row[0]
 
 
 def facewatch(config: Path, *args, check=True, timeout=120, **kwargs) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (drop, export, facewatch, iou, make_variants, reference_faces, status, wait_until,
+from conftest import (drop, export, facewatch, iou, make_variants, peek, reference_faces, status, wait_until,
                       write_config)
 
 pytestmark = pytest.mark.slow
@@ -202,8 +202,8 @@ def test_scan_killed_halfway_is_finished_by_resume(tmp_path, photo_dir):
     from conftest import FACEWATCH
     proc = subprocess.Popen([*FACEWATCH, "--config", str(config), "scan", "--checkpoint-every", "10"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    wait_until(lambda: (status(config)["checkpoint"] or {}).get("processed_files_count", 0) >= 20,
-               timeout=60, message="a few checkpoints")
+    wait_until(lambda: peek(config, "SELECT max(processed_files_count) FROM checkpoints") >= 20,
+               timeout=60, interval=0.01, message="a few checkpoints")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     s = status(config)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import FACEWATCH, NO_DAC, facewatch, make_variants, status, wait_until, write_config
+from conftest import FACEWATCH, NO_DAC, facewatch, make_variants, peek, status, wait_until, write_config
 
 IS_ROOT = os.geteuid() == 0
 COMMANDS = [("status",), ("status", "--json"), ("export",), ("show", "x.jpg"), ("failed",), ("check",),
@@ -172,10 +172,12 @@ def test_check_finds_what_is_wrong_with_the_index(setup):
 
 @pytest.mark.slow
 def test_backup_of_a_live_index_while_the_daemon_works(tmp_path, photo_dir, daemon):
-    config = write_config(tmp_path, processing={"batch_size": 8})
-    make_variants(photo_dir, tmp_path / "photos", 150, seed=21, side=1600)
+    # full-size decodes of 6 MP photos: the backlog takes several seconds even on a fast machine
+    config = write_config(tmp_path, processing={"batch_size": 8, "min_decode_side": 100000})
+    make_variants(photo_dir, tmp_path / "photos", 150, seed=21, side=2400)
     d = daemon(config)
-    wait_until(lambda: status(config)["files"]["done"] >= 16, timeout=60, message="a backlog under way")
+    wait_until(lambda: peek(config, "SELECT count(*) FROM files WHERE status = 'done'") >= 16, timeout=60,
+               interval=0.01, message="a backlog under way")
     out = facewatch(config, "backup", str(tmp_path / "copy.db"))
     assert status(config)["files"]["done"] < 150, "the backlog was done before the backup: use more photos"
     copy_config = write_config(tmp_path / "restore", database=str(tmp_path / "copy.db"))

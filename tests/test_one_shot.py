@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import FACEWATCH, facewatch, make_variants, status, wait_until, write_config
+from conftest import FACEWATCH, facewatch, make_variants, peek, status, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +72,8 @@ def test_resume_on_a_terminal_says_where_it_resumes_from(tmp_path, photo_dir):
     make_variants(photo_dir, tmp_path / "photos", 40, seed=12, side=3000)
     proc = subprocess.Popen([*FACEWATCH, "--config", str(config), "scan", "--checkpoint-every", "5"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    wait_until(lambda: (status(config)["checkpoint"] or {}).get("batch_number", 0) >= 3, timeout=60,
-               message="a few checkpoints")
+    wait_until(lambda: peek(config, "SELECT max(batch_number) FROM checkpoints") >= 3, timeout=60,
+               interval=0.01, message="a few checkpoints")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = status(config)
@@ -91,16 +91,18 @@ def test_resume_on_a_terminal_says_where_it_resumes_from(tmp_path, photo_dir):
 
 def test_a_scan_stopped_by_a_database_error_leaves_an_error_checkpoint_and_resume_finishes_it(tmp_path, photo_dir):
     config = write_config(tmp_path, processing={"batch_size": 4})
+    (tmp_path / "photos").mkdir(exist_ok=True)
+    facewatch(config, "scan")  # an empty folder: only creates the database
+    db = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"), timeout=30)
+    # another program's rule that refuses every result after the eighth: no wait heals that
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON processed_files "
+               "WHEN (SELECT count(*) FROM processed_files) >= 8 "
+               "BEGIN SELECT RAISE(ABORT, 'refused by another program'); END")
+    db.commit()
     make_variants(photo_dir, tmp_path / "photos", 60, seed=13, side=1600)
     proc = subprocess.Popen([*FACEWATCH, "--config", str(config), "scan", "--checkpoint-every", "8"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    wait_until(lambda: status(config)["files"]["done"] >= 8, timeout=60, message="some progress")
-    db = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"), timeout=30)
-    # another program's rule that refuses every result from now on: no wait heals that
-    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON processed_files "
-               "BEGIN SELECT RAISE(ABORT, 'refused by another program'); END")
-    db.commit()
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 4, err
     assert "refused by another program" in err and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(f"facewatch: the database {tmp_path / 'state' / 'facewatch.db'}")
