@@ -18,7 +18,8 @@ import xxhash
 
 from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
-from facewatch.store import Claim, Result
+from facewatch import embed
+from facewatch.store import Claim, Embedded, FaceJob, Result
 from facewatch.tiles import MIN_DETAIL, WHOLE_SEES, closer_look, levels, merge, quarter, same_face
 
 # errors worth another try later: the disk, the mount or the network may come back
@@ -58,7 +59,7 @@ def init_process(database: str, model: str, min_confidence: float, small_faces: 
     from facewatch.store import open_store
 
     without_matplotlib()
-    with _quiet_stderr():  # TensorFlow Lite greets stderr on load: not news for our logs
+    with quiet_stderr():  # TensorFlow Lite greets stderr on load: not news for our logs
         detector = MediaPipeDetector(model, min_confidence, small_faces)
         blank = np.zeros((64, 64, 3), np.uint8)
         detector.detect(blank, 64, 64)
@@ -103,7 +104,7 @@ def without_matplotlib() -> None:
 
 
 @contextmanager
-def _quiet_stderr():
+def quiet_stderr():
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -138,23 +139,9 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
     """Everything one file needs, with every failure turned into a Result that says why."""
     worker_id = os.getpid()
     try:
-        fd = os.open(claim.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block us
-        with open(fd, "rb") as f:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return Result(claim.file_id, "failed", error="not a regular file", worker_id=worker_id)
-            data = f.read()
-    except FileNotFoundError:
-        return Result(claim.file_id, "missing", worker_id=worker_id)
-    except PermissionError:
-        return Result(claim.file_id, "failed", worker_id=worker_id,
-                      error="permission denied: the daemon's user cannot read this file")
-    except IsADirectoryError:
-        return Result(claim.file_id, "failed", error="a folder, not a file", worker_id=worker_id)
-    except OSError as exc:
-        kind = "retry" if exc.errno in TRANSIENT_ERRNOS else "failed"
-        return Result(claim.file_id, kind, error=f"cannot read the file: {exc.strerror or exc}",
-                      worker_id=worker_id)
+        data, st = read_file(claim.path)
+    except Unreadable as exc:
+        return Result(claim.file_id, exc.kind, error=exc.error, worker_id=worker_id)
     seen = dict(size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, worker_id=worker_id)
     content_hash = content_id(data)
     if content_hash == claim.content_hash:
@@ -172,6 +159,81 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
     faces = find_faces(detector, data, picture, max_pixels)
     return Result(claim.file_id, "done", content_hash=content_hash, width=picture.width,
                   height=picture.height, faces=tuple(faces), **seen)
+
+
+class Unreadable(Exception):
+    """A file that cannot be read now: kind is missing, failed or retry (transient)."""
+
+    def __init__(self, kind: str, error: Optional[str] = None):
+        super().__init__(error or kind)
+        self.kind, self.error = kind, error
+
+
+def read_file(path: str) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file and its stat; Unreadable saying why not."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block us
+        with open(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise Unreadable("failed", "not a regular file")
+            return f.read(), st
+    except FileNotFoundError:
+        raise Unreadable("missing") from None
+    except PermissionError:
+        raise Unreadable("failed", "permission denied: the daemon's user cannot read this file") from None
+    except IsADirectoryError:
+        raise Unreadable("failed", "a folder, not a file") from None
+    except OSError as exc:
+        kind = "retry" if exc.errno in TRANSIENT_ERRNOS else "failed"
+        raise Unreadable(kind, f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def embed_job(job: FaceJob) -> list[Embedded]:
+    """The embeddings of a job's faces (runs in an analyser process)."""
+    assert _state is not None, "init_process was not run"
+    _state.reading[_state.slot] = job.file_id
+    try:
+        return embed_faces(job, _state.max_pixels)
+    finally:
+        _state.reading[_state.slot] = -1
+
+
+_last_picture: dict = {}  # the last picture decoded for embeddings: a group photo is several jobs
+
+
+def embed_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
+    """Read the file, check it holds the bytes its faces were found in, decode it with enough detail
+    for its smallest face, and embed each face; every failure is said, face by face."""
+    boxes = [box for _, box in job.faces]
+    try:
+        data, _ = read_file(job.path)
+    except Unreadable as exc:
+        if exc.kind == "failed":
+            return [Embedded(face_id, "failed", error=exc.error) for face_id, _ in job.faces]
+        why = exc.error or "the file is not where its faces were found (moved or deleted since)"
+        return [Embedded(face_id, "retry", error=why) for face_id, _ in job.faces]
+    if content_id(data) != job.content_hash:  # changed since: its new faces replace these
+        return [Embedded(face_id, "stale", error="the file changed since its faces were found",
+                         retry_after_s=60.0) for face_id, _ in job.faces]
+    key = (job.content_hash, min(min(b[2], b[3]) for b in boxes) // embed.CHIP_DETAIL)
+    picture = _last_picture.get(key)
+    if picture is None:
+        try:
+            picture = embed.decode_for(data, max_pixels, boxes)
+        except DecodeError as exc:
+            return [Embedded(face_id, "failed", error=str(exc)) for face_id, _ in job.faces]
+        except MemoryError:
+            return [Embedded(face_id, "failed", error="not enough memory to decode this image")
+                    for face_id, _ in job.faces]
+        _last_picture.clear()
+        _last_picture[key] = picture
+    outcomes = []
+    for face_id, box in job.faces:
+        blob, error = embed.embed(picture, box)
+        outcomes.append(Embedded(face_id, "done", embedding=blob) if blob else
+                        Embedded(face_id, "failed", error=error))
+    return outcomes
 
 
 def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: int) -> list:

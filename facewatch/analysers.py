@@ -59,6 +59,10 @@ class Analysers:
         assert self._pool is not None, "Analysers.start() was not called"
         return self._pool.submit(pool.analyse, claim)
 
+    def submit_faces(self, job) -> Future:
+        assert self._pool is not None, "Analysers.start() was not called"
+        return self._pool.submit(pool.embed, job)
+
     def reading(self) -> list[tuple[int, int]]:
         """(pid, file id) of each analyser: what it is reading now (-1: nothing, 0: stopped)."""
         slots = list(self._reading) if self._reading is not None else []

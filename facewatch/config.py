@@ -48,6 +48,13 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class PeopleConfig:
+    enabled: bool = True  # embed every face and group faces into people (facewatch/people.py)
+    match_distance: float = 0.5  # how alike two faces must be to be one person's (dlib's 128-D space)
+    min_faces: int = 2  # faces of as many photos that start a new person
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
     checkpoint_interval_s: float = 60
     reconcile_interval_s: float = 3600
@@ -67,6 +74,7 @@ class Config:
     database: str = "/var/lib/facewatch/facewatch.db"
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    people: PeopleConfig = field(default_factory=PeopleConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Optional[str] = None  # the file it was read from
@@ -186,7 +194,7 @@ def _check(name: str, value: Any, fail) -> Any:
         if not isinstance(value, list) or not value or not all(isinstance(e, str) and e for e in value):
             raise fail(name, f"expected a list of file extensions such as [.jpg, .png], got {value!r}")
         return tuple(dict.fromkeys(e.lower() if e.startswith(".") else "." + e.lower() for e in value))
-    if name in ("watch.recursive", "watch.polling", "watch.follow_symlinks"):
+    if name in ("watch.recursive", "watch.polling", "watch.follow_symlinks", "people.enabled"):
         return _bool(name, value, fail)
     if name == "database":
         if not isinstance(value, str) or not value:
@@ -198,7 +206,7 @@ def _check(name: str, value: Any, fail) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise fail(name, f"expected auto or a whole number >= 1, got {value!r}")
         return value
-    if name in ("processing.batch_size", "processing.max_attempts", "schedule.keep_checkpoints"):
+    if name in ("processing.batch_size", "processing.max_attempts", "schedule.keep_checkpoints", "people.min_faces"):
         return _positive_int(name, value, fail)
     if name == "processing.max_pixels":
         return _positive_int(name, value, fail, minimum=1000)
@@ -218,6 +226,11 @@ def _check(name: str, value: Any, fail) -> Any:
     if name == "detector.min_confidence":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise fail(name, f"expected a number from 0 to 1, got {value!r}")
+        return float(value)
+    if name == "people.match_distance":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1.2:
+            raise fail(name, f"expected a number above 0 and at most 1.2 (dlib's same-person distance is 0.6), "
+                             f"got {value!r}")
         return float(value)
     if name == "logging.format":
         return _choice(name, value, fail, ("auto", "json", "console"))

@@ -13,7 +13,7 @@ from facewatch.store import ExportFilter, open_reader
 
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
 CSV_HEADER = ["path", "width", "height", "face_index", "score", "x", "y", "w", "h"] + \
-    [f"{k}_{axis}" for k in KEYPOINTS for axis in ("x", "y")]
+    [f"{k}_{axis}" for k in KEYPOINTS for axis in ("x", "y")] + ["person_id", "person_name"]
 
 
 def parse_since(text: str) -> str:
@@ -59,6 +59,7 @@ def _write(records, fmt: str, out) -> int:
     for record in records:
         for i, face in enumerate(record.faces):
             writer.writerow([record.path, record.width, record.height, i, round(face.score, 4), *face.bbox,
-                             *[v for k in face.keypoints for v in k]])
+                             *[v for k in face.keypoints for v in k],
+                             *(face.person if face.person is not None else ("", ""))])
             count += 1
     return count

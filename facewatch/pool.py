@@ -35,3 +35,13 @@ def ready() -> int:
 def analyse(claim):
     from facewatch import analyse
     return analyse.analyse(claim)
+
+
+def embed(job):
+    from facewatch import analyse
+    return analyse.embed_job(job)
+
+
+def warm_embedder() -> int:
+    from facewatch import embed
+    return embed.warm()

@@ -19,7 +19,7 @@ def collect_status(config: Config, now: float) -> dict:
             store.close()
     rows = [_daemon(d, now, held) for d in daemons]
     return {"daemon": _main_daemon(rows), **stats.as_dict(), "checkpoint": _checkpoint(checkpoint),
-            "watch": list(config.watch.paths), "database": display, "database_exists": store is not None,
+            "people_enabled": config.people.enabled, "watch": list(config.watch.paths), "database": display, "database_exists": store is not None,
             "daemons": [{k: r[k] for k in ("host", "pid", "running", "started_at", "heartbeat_at", "worker_only")}
                         for r in rows if r["running"] or not r["stopped_at"]]}
 
@@ -51,6 +51,17 @@ def _checkpoint(row: Optional[CheckpointRecord]) -> Optional[dict]:
             "status": row.status, "created_at": row.created_at, "kind": row.kind}
 
 
+def _people(p: dict, config_enabled: bool) -> str:
+    text = f"{p['persons']} {'person' if p['persons'] == 1 else 'people'} ({p['named']} named)"
+    if p["faces_waiting"]:
+        text += f", {p['faces_waiting']} faces waiting for recognition"
+        if not config_enabled:
+            text += " (people.enabled is false)"
+    if p["faces_failed"]:
+        text += f", {p['faces_failed']} faces that cannot be recognised"
+    return text
+
+
 def format_status(s: dict) -> str:
     d, q, f, c = s["daemon"], s["queue"], s["files"], s["checkpoint"]
     if d["running"]:
@@ -66,6 +77,7 @@ def format_status(s: dict) -> str:
         f"queue       {q['pending']} pending, {q['processing']} processing",
         f"files       {f['total']} known: {f['done']} done, {f['failed']} failed, {f['missing']} missing",
         f"faces       {s['faces']} in {f['with_faces']} files",
+        f"people      {_people(s['people'], config_enabled=s.get('people_enabled', True))}",
         "checkpoint  " + ("none yet" if c is None else
                           f"#{c['id']} ({c['kind']}) batch {c['batch_number']}, "
                           f"{c['processed_files_count']} processed, {c['status']}, at {c['created_at']}"),

@@ -20,7 +20,8 @@ import structlog
 from facewatch.analysers import Analysers
 from facewatch.config import Config
 from facewatch.files import available, inside
-from facewatch.store import TRANSIENT, Claim, Result, Store, StoreError
+from facewatch.people import PeopleIndex, PeopleStage
+from facewatch.store import TRANSIENT, Claim, Embedded, FaceJob, Result, Store, StoreError
 
 log = structlog.get_logger("facewatch.worker")
 
@@ -45,10 +46,20 @@ class Batch:
 
 
 @dataclass
+class FaceBatch:
+    """Embedding jobs in flight (one per analyser at most: detection never waits behind many)."""
+    job: FaceJob
+    future: Future
+    started_at: float
+    outcomes: Optional[list[Embedded]] = None
+
+
+@dataclass
 class Progress:
     batches: int = 0
     files: int = 0  # files whose result was saved
     failed: int = 0
+    faces_embedded: int = 0
     last_file: Optional[str] = None
     history: deque = field(default_factory=lambda: deque(maxlen=64))  # (time, files) samples
 
@@ -88,6 +99,11 @@ class Worker:
         self._save_backoff_until = 0.0
         self._save_failures = 0
         self._culprits: set = set()
+        self.face_jobs: deque[FaceBatch] = deque()
+        self.people: Optional[PeopleStage] = None
+        if config.people.enabled:
+            self.people = PeopleStage(store, PeopleIndex(store, config.people.match_distance,
+                                                         config.people.min_faces))
 
     def start(self, wait: bool = True) -> None:
         """Start the analysers; with `wait`, until each has loaded its model."""
@@ -125,12 +141,17 @@ class Worker:
             try:
                 if self.store.queue_size(now):
                     return 0.05
-                later = self.store.next_ready_at()
+                later = [t for t in (self.store.next_ready_at(),) if t is not None]
+                if self.people is not None:
+                    ready, face_later = self.store.faces_ready(now)
+                    if ready:
+                        return 0.05
+                    later += [t for t in (face_later,) if t is not None]
             except TRANSIENT:
                 return pause
-            if later is None:
+            if not later:
                 return None
-            pause = min(pause, max(later - now, 0.05))  # a retry backing off
+            pause = min(pause, max(min(later) - now, 0.05))  # a retry backing off
         return pause
 
     def _ready(self, now: float) -> int:
@@ -141,13 +162,18 @@ class Worker:
 
     @property
     def busy(self) -> bool:
-        return bool(self.inflight)
+        return bool(self.inflight or self.face_jobs)
 
     def step(self, now: float) -> int:
-        """Save finished batches, then claim one more if the pipeline has room; returns files saved."""
+        """Save finished batches, then claim one more if the pipeline has room; returns files saved.
+        Faces are embedded only when no file waits for detection, one job per analyser at most."""
         self._kill_hung_analysers(now)
         saved = self._collect(now)
-        if len(self.inflight) < PIPELINE_DEPTH and now >= self._save_backoff_until:
+        self._collect_faces(now)
+        if now < self._save_backoff_until:
+            return saved
+        claims = []
+        if len(self.inflight) < PIPELINE_DEPTH:
             try:
                 claims = self.store.claim(self.claimant, self.config.processing.batch_size, now, LEASE_S)
             except TRANSIENT as exc:
@@ -155,24 +181,36 @@ class Worker:
                 return saved
             if claims:
                 self._submit(claims, now)
+        room = self.analysers.count - len(self.face_jobs)
+        if self.people is not None and not claims and not self.inflight and room > 0:
+            try:
+                jobs = self.store.claim_faces(self.claimant, room, now, LEASE_S)
+            except TRANSIENT as exc:
+                self._store_failed(exc, now)
+                return saved
+            for job in jobs:
+                self.face_jobs.append(FaceBatch(job, self.analysers.submit_faces(job), now))
         return saved
 
     def wait(self, timeout: float) -> None:
-        """Block until an in-flight file finishes, at most `timeout` seconds."""
+        """Block until an in-flight file or face finishes, at most `timeout` seconds."""
         pending = [f for b in self.inflight for f in b.futures if not f.done()]
+        pending += [b.future for b in self.face_jobs if not b.future.done()]
         if pending:
             wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
 
     def oldest_inflight_age(self, now: float) -> float:
-        return now - self.inflight[0].started_at if self.inflight else 0.0
+        started = [b.started_at for b in self.inflight] + [b.started_at for b in self.face_jobs]
+        return now - min(started) if started else 0.0
 
     def stop(self, drain: bool = True, abort: Callable[[], bool] = lambda: False) -> None:
         """Finish what is in flight (unless `abort` says stop at once) and give back the rest."""
-        while drain and self.inflight and self.analysers.started and not abort():
-            wait(self.inflight[0].futures, timeout=DRAIN_POLL_S)  # short: a second SIGTERM cuts in
+        while drain and self.busy and self.analysers.started and not abort():
+            self.wait(DRAIN_POLL_S)  # short: a second SIGTERM cuts in
             now = self.clock()
             self._collect(now)
-            if self.inflight and self._save_backoff_until > now:
+            self._collect_faces(now)
+            if self.busy and self._save_backoff_until > now:
                 break  # the database will not take them now: the next start analyses them again
         if self.inflight and abort():
             log.info("drain_cut_short", batches=len(self.inflight),
@@ -181,9 +219,14 @@ class Worker:
             released = self.store.release(self.claimant)
             if released:
                 log.info("claims_released", files=released)
+            if self.people is not None:
+                faces = self.store.release_faces(self.claimant)
+                if faces:
+                    log.info("face_claims_released", faces=faces)
         except StoreError as exc:  # their leases expire; the next start takes them back sooner
             log.warning("claims_not_released", error=str(exc))
         self.inflight.clear()
+        self.face_jobs.clear()
         self.analysers.shutdown(wait=drain and not abort())
 
     # a batch ------------------------------------------------------------------------------------
@@ -211,6 +254,54 @@ class Worker:
             saved += len(batch.results)
             self._account(batch, now)
         return saved
+
+    def _collect_faces(self, now: float) -> int:
+        """Save every finished embedding job, with the people its faces join, in one transaction."""
+        done = [b for b in self.face_jobs if b.future.done()]
+        if not done or now < self._save_backoff_until or self.people is None:
+            return 0
+        for b in done:
+            if b.outcomes is None:
+                b.outcomes = self._outcomes_of(b)
+        outcomes = [o for b in done for o in b.outcomes]
+        try:
+            self.people.save(self.claimant, [b.job for b in done], outcomes, now)
+        except TRANSIENT as exc:
+            self._store_failed(exc, now)
+            return 0
+        for b in done:
+            self.face_jobs.remove(b)
+            for o in b.outcomes:
+                if o.kind == "failed":
+                    log.warning("face_not_embedded", path=b.job.path, face_id=o.face_id, error=o.error)
+        embedded = sum(o.kind == "done" for o in outcomes)
+        self.progress.faces_embedded += embedded
+        log.info("faces_embedded", faces=embedded, jobs=len(done))
+        return len(outcomes)
+
+    def _outcomes_of(self, batch: FaceBatch) -> list[Embedded]:
+        job = batch.job
+        try:
+            outcomes = batch.future.result()
+        except BrokenProcessPool:
+            self._culprits |= self.analysers.restart()
+            if job.file_id not in self._culprits:
+                return [Embedded(f, "deferred", error="an analyser process died") for f, _ in job.faces]
+            self._culprits.discard(job.file_id)
+            outcomes = [Embedded(f, "retry", error="embedding this file's faces crashed or hung the analyser")
+                        for f, _ in job.faces]
+        except Exception as exc:  # a bug, not bad input: say so, keep going
+            log.error("embed_crashed", path=job.path, error=repr(exc))
+            return [Embedded(f, "failed", error=f"internal error while embedding: {exc!r}") for f, _ in job.faces]
+        tries = job.attempts + 1
+        judged = []
+        for o in outcomes:
+            if o.kind == "retry" and tries >= self.config.processing.max_attempts:
+                o = replace(o, kind="failed", error=f"{o.error} (gave up after {tries} attempts)")
+            elif o.kind == "retry":
+                o = replace(o, retry_after_s=backoff_s(tries))
+            judged.append(o)
+        return judged
 
     def _result_of(self, claim: Claim, future: Future) -> Result:
         try:

@@ -154,6 +154,8 @@ def write_config(folder: Path, **sections) -> Path:
     """A config.yaml in `folder` watching folder/photos (unless watch.paths says otherwise)."""
     raw = {"watch": {"paths": [str(folder / "photos")]}, "database": str(folder / "state" / "facewatch.db"),
            "processing": {"settle_s": 0.5, "workers": 2},
+           # the people stage costs 80 ms a face: on only where a test is about it (tests/test_people.py)
+           "people": {"enabled": False},
            "logging": {"format": "json", "level": "info"}}
     for key, value in sections.items():
         if isinstance(value, dict):

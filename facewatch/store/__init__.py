@@ -21,6 +21,7 @@ CHECKPOINT_STATUSES = ("in_progress", "completed", "error")
 # what a processed_files row may say of a file for it to count as processed (checkpoint API)
 PROCESSED = ("processed", "completed", "done", "failed", "unchanged", "reused", "moved", "skipped")
 HEARTBEAT_STALE_S = 15.0  # a daemon whose heartbeat is older than this is not running
+FACES_PER_JOB = 4  # faces embedded per analyser job: about a third of a second, so detection never waits long
 
 
 def iso(ts: float) -> str:
@@ -69,10 +70,75 @@ class Face:
     score: float
     bbox: tuple  # x, y, w, h in pixels of the displayed full-resolution image
     keypoints: tuple  # ((x, y), ...)
+    person: Optional[tuple] = None  # (person id, name or None) once the people stage placed it
 
     def as_dict(self) -> dict:
+        person = None if self.person is None else {"id": self.person[0], "name": self.person[1]}
         return {"score": round(self.score, 4), "bbox": list(self.bbox),
-                "keypoints": [list(k) for k in self.keypoints]}
+                "keypoints": [list(k) for k in self.keypoints], "person": person}
+
+
+# the people stage ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FaceJob:
+    """Faces of one file waiting for their embeddings, leased to one claimant."""
+    file_id: int
+    path: str
+    content_hash: Optional[str]  # the bytes the faces were found in
+    faces: tuple  # ((face id, (x, y, w, h)), ...)
+    attempts: int  # failed tries so far, the most of its faces'
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What embedding one face produced. kind: done (`embedding` set), failed (this face cannot be
+    embedded: `error` says why), retry (transient: waits `retry_after_s`), stale (the file changed
+    since its faces were found: detection replaces them, nothing to do)."""
+    face_id: int
+    kind: str
+    embedding: Optional[bytes] = None
+    error: Optional[str] = None
+    retry_after_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class IndexedFace:
+    """An embedded face as the people stage sees it."""
+    face_id: int
+    file_id: int
+    person_id: Optional[int]
+    embedding: bytes
+
+
+@dataclass(frozen=True)
+class Person:
+    person_id: int
+    name: Optional[str]
+    faces: int
+    photos: int
+    cover: Optional[str]  # path of the photo of its best face
+
+    def as_dict(self) -> dict:
+        return {"id": self.person_id, "name": self.name, "faces": self.faces, "photos": self.photos,
+                "cover": self.cover}
+
+
+@dataclass(frozen=True)
+class PersonFace:
+    """One face of a person, where it is."""
+    face_id: int
+    path: str
+    index: int
+    score: float
+    bbox: tuple
+
+
+class PeopleChanged(Exception):
+    """A user named, merged or unassigned people while placements were being decided: decide again."""
+
+
+class PeopleError(Exception):
+    """A people command that cannot be done as asked; the message is for users."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +193,55 @@ def plan_save(result: Result, source_status: Optional[str] = None) -> str:
     raise ValueError(f"unknown result kind {kind!r}")
 
 
+def group_jobs(rows, limit: int) -> list[tuple[int, list, int]]:
+    """Waiting faces (face id, file id, x, y, w, h, attempts), oldest first -> at most `limit` jobs
+    (file id, [(face id, box), ...], attempts) of at most FACES_PER_JOB faces of one file each."""
+    jobs: list = []
+    open_jobs: dict = {}
+    for face_id, file_id, x, y, w, h, attempts in rows:
+        job = open_jobs.get(file_id)
+        if job is None or len(job[1]) >= FACES_PER_JOB:
+            if len(jobs) >= limit:
+                continue
+            job = open_jobs[file_id] = [file_id, [], 0]
+            jobs.append(job)
+        job[1].append((face_id, (x, y, w, h)))
+        job[2] = max(job[2], attempts)
+    return [tuple(job) for job in jobs]
+
+
+def same_person(bbox: tuple, before: list) -> Optional[int]:
+    """The person of the face among `before` ((x, y, w, h, person id), ...) found in the same place
+    as `bbox` (IoU >= 0.5): an edited photo's faces keep their people."""
+    x, y, w, h = bbox
+    best, person = 0.5, None
+    for bx, by, bw, bh, pid in before:
+        ix = max(0, min(x + w, bx + bw) - max(x, bx))
+        iy = max(0, min(y + h, by + bh) - max(y, by))
+        inter = ix * iy
+        union = w * h + bw * bh - inter
+        if union > 0 and inter / union >= best:
+            best, person = inter / union, pid
+    return person
+
+
+def pick_person(people: list, id_or_name: str):
+    """The person `id_or_name` names among `people`: a number is an id, anything else a name
+    (case-insensitive). PeopleError when there is none, or when a name is several people's."""
+    text = str(id_or_name).strip()
+    if text.isdigit():
+        found = [p for p in people if p.person_id == int(text)]
+    else:
+        found = [p for p in people if p.name is not None and p.name.casefold() == text.casefold()]
+    if not found:
+        raise PeopleError(f"no person {'with id ' + text if text.isdigit() else 'named ' + repr(text)}: "
+                          "`facewatch people` lists them")
+    if len(found) > 1:
+        raise PeopleError(f"{len(found)} people are named {text!r} (ids "
+                          f"{', '.join(str(p.person_id) for p in found)}): use an id")
+    return found[0]
+
+
 def checkpoint_status(status: str) -> str:
     """`status` if a checkpoint may have it; ValueError otherwise."""
     if status not in CHECKPOINT_STATUSES:
@@ -177,12 +292,18 @@ class Stats:
     with_faces: int = 0
     faces: int = 0
     analyses: int = 0  # detections run
+    persons: int = 0  # people with at least one face, or a name
+    named: int = 0
+    faces_waiting: int = 0  # faces not embedded yet (ready or leased)
+    faces_failed: int = 0  # faces that cannot be embedded
 
     def as_dict(self) -> dict:
         files = {s: self.by_status.get(s, 0) for s in ("done", "failed", "missing")}
         return {"queue": {"pending": self.pending, "processing": self.processing},
                 "files": {"total": sum(self.by_status.values()), **files, "with_faces": self.with_faces},
-                "faces": self.faces, "analyses": self.analyses}
+                "faces": self.faces, "analyses": self.analyses,
+                "people": {"persons": self.persons, "named": self.named, "faces_waiting": self.faces_waiting,
+                           "faces_failed": self.faces_failed}}
 
 
 @dataclass(frozen=True)
@@ -284,6 +405,42 @@ class Store(Protocol):
     def remaining_files(self, checkpoint_id: Optional[int] = None) -> list[str]: ...
     def count_remaining(self, checkpoint_id: Optional[int] = None) -> int: ...
     def checkpoint_statistics(self) -> dict: ...
+    # the people stage
+    def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float) -> list[FaceJob]:
+        """Lease the waiting faces of up to `limit` analysed files, oldest faces first, at most
+        FACES_PER_JOB per job (a group photo is several jobs)."""
+    def faces_ready(self, now: float) -> tuple[int, Optional[float]]:
+        """(waiting faces of done files ready now and not leased, when the next one waiting longer is)."""
+    def people_version(self) -> int:
+        """Bumped by every change a user makes to people (name, merge, unassign)."""
+    def indexed_faces(self, after_face_id: int = 0) -> Iterator[IndexedFace]:
+        """Every embedded face with a face id above `after_face_id`, in face id order."""
+    def faces_now(self, face_ids: list[int]) -> dict[int, tuple]:
+        """{face id: (file id, person id)} of those of `face_ids` that still exist."""
+    def persons_in_file(self, file_id: int) -> set[int]: ...
+    def rejections(self) -> list[tuple[int, int, bytes]]:
+        """(person id, face id, embedding) of every face a user took out of a person."""
+    def save_embeddings(self, claimant: str, outcomes: list[Embedded], placements: dict[int, int],
+                        now: float, version: int) -> dict[int, int]:
+        """Store embeddings and people in one transaction; `placements` maps face ids to person ids,
+        negative ids naming people to create. Returns {negative id: new person id}. Raises
+        PeopleChanged if people_version() is no longer `version`. Outcomes whose lease was lost
+        are dropped, and so are their placements."""
+    def release_faces(self, claimant: str) -> int: ...
+    def persons(self) -> list[Person]: ...
+    def person(self, id_or_name: str) -> Person:
+        """By id or by name (case-insensitive); PeopleError if there is none or the name is ambiguous."""
+    def person_faces(self, person_id: int, limit: Optional[int] = None) -> list[PersonFace]: ...
+    def person_photos(self, person_id: int) -> list[str]:
+        """Paths of the analysed photos holding a face of this person, in path order."""
+    def paths_of(self, file_ids: list[int]) -> dict[int, str]:
+        """{file id: path} of those of `file_ids` that are analysed files now."""
+    def name_person(self, person_id: int, name: Optional[str]) -> None: ...
+    def merge_persons(self, person_id: int, into_id: int) -> int:
+        """Every face of `person_id` joins `into_id`; PeopleError if a photo holds both."""
+    def unassign_face(self, path: str, index: int) -> int:
+        """Face `index` of `path` leaves its person for good; returns the person it left."""
+
     # upkeep
     def maintain(self) -> None:
         """Periodic upkeep (SQLite: fold the write-ahead log back into the database)."""

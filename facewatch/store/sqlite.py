@@ -11,10 +11,11 @@ from datetime import datetime, timezone
 from typing import Iterable, Iterator, Optional
 
 from facewatch.lock import FileLock, is_held
-from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, PROCESSED, REQUEUE,
-                             CheckpointRecord, Claim, DaemonInfo, ExportFilter, Face,
-                             FileRecord, FileStat, Known, Result, Source, Stats, checkpoint_status, iso, needs_analysis,
-                             plan_save)
+from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FACES_PER_JOB, FAILED, MISSING, PROCESSED, REQUEUE,
+                             CheckpointRecord, Claim, DaemonInfo, Embedded, ExportFilter, Face, FaceJob,
+                             FileRecord, FileStat, IndexedFace, Known, PeopleChanged, PeopleError, Person, PersonFace,
+                             Result, Source, Stats, checkpoint_status, group_jobs, iso, needs_analysis, pick_person,
+                             plan_save, same_person)
 from facewatch.store.errors import StoreUnusable
 from facewatch.store.sqlite_errors import translating
 from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
@@ -328,17 +329,20 @@ class SQLiteStore:
     def _done(self, c, step: str, r: Result, now: float) -> None:
         """DETECTED, COPY or UNCHANGED: the file is done, with new, copied or its own faces."""
         if step == DETECTED:
+            before = c.execute("SELECT x, y, w, h, person_id FROM faces WHERE file_id=? AND person_id IS NOT NULL",
+                               (r.file_id,)).fetchall()
             c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
             c.executemany(
-                "INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) VALUES (?,?,?,?,?,?,?,?)",
-                [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]))
-                 for i, f in enumerate(r.faces)])
+                "INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, person_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]),
+                  same_person(f.bbox, before)) for i, f in enumerate(r.faces)])
             width, height, count, processed_at = r.width, r.height, len(r.faces), iso(now)
         else:
             if step == COPY:
                 c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
-                c.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints) "
-                          "SELECT ?, idx, score, x, y, w, h, keypoints FROM faces WHERE file_id=?",
+                c.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, embedding, embed_state, "
+                          "embed_error, person_id) SELECT ?, idx, score, x, y, w, h, keypoints, embedding, "
+                          "embed_state, embed_error, person_id FROM faces WHERE file_id=?",
                           (r.file_id, r.source_id))
             # processed_at is when these faces were computed: a copy has its source's, a touch keeps its own
             width, height, count, processed_at = c.execute(
@@ -383,6 +387,8 @@ class SQLiteStore:
                 "SELECT file_id FROM pending WHERE claimed_by IS NOT NULL AND claimed_until < ?", (now,))]
             c.executemany("UPDATE pending SET claimed_by=NULL, claimed_until=NULL WHERE file_id=?", ids)
             c.executemany("UPDATE files SET status='pending' WHERE file_id=?", ids)
+            c.execute("UPDATE faces SET embed_claimed_by=NULL, embed_claimed_until=NULL "
+                      "WHERE embed_claimed_by IS NOT NULL AND embed_claimed_until < ?", (now,))
         return len(ids)
 
     def queue_size(self, now: Optional[float] = None) -> int:
@@ -490,7 +496,13 @@ class SQLiteStore:
             with_faces = c.execute("SELECT count(*) FROM files WHERE face_count > 0").fetchone()[0]
             faces = c.execute("SELECT count(*) FROM faces").fetchone()[0]
             runs = c.execute("SELECT COALESCE(sum(runs), 0) FROM processed_files").fetchone()[0]
-        return Stats(pending - claimed, claimed, by_status, with_faces, faces, runs)
+            waiting = dict(c.execute("SELECT embed_state, count(*) FROM faces WHERE embed_state != 'done' "
+                                     "GROUP BY embed_state").fetchall())
+            persons, named = c.execute(
+                "SELECT count(*), count(name) FROM persons p WHERE name IS NOT NULL "
+                "OR EXISTS (SELECT 1 FROM faces x WHERE x.person_id = p.person_id)").fetchone()
+        return Stats(pending - claimed, claimed, by_status, with_faces, faces, runs, persons, named,
+                     waiting.get("waiting", 0), waiting.get("failed", 0))
 
     def iter_files(self, flt: ExportFilter = ExportFilter()) -> Iterator[FileRecord]:
         """Every file matching `flt` with its faces, streamed in file order from one snapshot."""
@@ -510,7 +522,8 @@ class SQLiteStore:
             files = conn.execute(
                 "SELECT file_id, path, status, size, width, height, error, processed_at, content_hash "
                 f"FROM files WHERE {' AND '.join(where)} ORDER BY file_id", args)
-            faces = conn.execute("SELECT file_id, score, x, y, w, h, keypoints FROM faces ORDER BY file_id, idx")
+            faces = conn.execute(f"SELECT {_FACE_COLUMNS} FROM faces x LEFT JOIN persons p USING (person_id) "
+                                 "ORDER BY x.file_id, x.idx")
             face = faces.fetchone()
             for row in files:
                 record = FileRecord(row[0], _s(row[1]), *row[2:])
@@ -540,7 +553,8 @@ class SQLiteStore:
             return None
         record = FileRecord(row[0], _s(row[1]), *row[2:])
         record.faces = [_face(f) for f in self.conn.execute(
-            "SELECT file_id, score, x, y, w, h, keypoints FROM faces WHERE file_id=? ORDER BY idx", (row[0],))]
+            f"SELECT {_FACE_COLUMNS} FROM faces x LEFT JOIN persons p USING (person_id) "
+            "WHERE x.file_id=? ORDER BY x.idx", (row[0],))]
         return record
 
     def retry_failed(self, paths: Optional[Iterable[str]], now: float) -> int:
@@ -655,6 +669,181 @@ class SQLiteStore:
         return {"checkpoints": sum(by_status.values()), "checkpoints_by_status": by_status,
                 "processed_files": sum(processed.values()), "processed_by_status": processed}
 
+    # the people stage --------------------------------------------------------------------------
+    def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float) -> list[FaceJob]:
+        """Lease the waiting faces of up to `limit` done files (FACES_PER_JOB at most per job)."""
+        with self._write() as c:
+            rows = c.execute(
+                "SELECT x.face_id, x.file_id, x.x, x.y, x.w, x.h, x.embed_attempts FROM faces x "
+                "JOIN files f ON f.file_id = x.file_id AND f.status = 'done' "
+                "WHERE x.embed_state = 'waiting' AND x.embed_claimed_by IS NULL AND x.embed_not_before <= ? "
+                "ORDER BY x.face_id LIMIT ?", (now, limit * FACES_PER_JOB)).fetchall()
+            jobs = group_jobs(rows, limit)
+            leased = [(claimant, now + lease_s, face_id) for job in jobs for face_id, _ in job[1]]
+            c.executemany("UPDATE faces SET embed_claimed_by=?, embed_claimed_until=? WHERE face_id=?", leased)
+            files = {r[0]: (_s(r[1]), r[2]) for job in jobs for r in c.execute(
+                "SELECT file_id, path, content_hash FROM files WHERE file_id=?", (job[0],))}
+        return [FaceJob(file_id, *files[file_id], tuple(faces), attempts) for file_id, faces, attempts in jobs]
+
+    def faces_ready(self, now: float) -> tuple[int, Optional[float]]:
+        ready, later = self.conn.execute(
+            "SELECT count(*) FILTER (WHERE x.embed_not_before <= ?), min(x.embed_not_before) "
+            "FILTER (WHERE x.embed_not_before > ?) FROM faces x JOIN files f ON f.file_id = x.file_id "
+            "AND f.status = 'done' WHERE x.embed_state = 'waiting' AND x.embed_claimed_by IS NULL",
+            (now, now)).fetchone()
+        return ready, later
+
+    def people_version(self) -> int:
+        return self.conn.execute("SELECT version FROM people_meta").fetchone()[0]
+
+    def indexed_faces(self, after_face_id: int = 0) -> Iterator[IndexedFace]:
+        conn = self._fresh_reader()
+        try:
+            for row in conn.execute("SELECT face_id, file_id, person_id, embedding FROM faces "
+                                    "WHERE embed_state = 'done' AND face_id > ? ORDER BY face_id", (after_face_id,)):
+                yield IndexedFace(row[0], row[1], row[2], bytes(row[3]))
+        finally:
+            conn.close()
+
+    def faces_now(self, face_ids: list[int]) -> dict[int, tuple]:
+        found = {}
+        for chunk in range(0, len(face_ids), 500):
+            ids = face_ids[chunk:chunk + 500]
+            found.update((r[0], (r[1], r[2])) for r in self.conn.execute(
+                f"SELECT face_id, file_id, person_id FROM faces WHERE face_id IN ({','.join('?' * len(ids))})", ids))
+        return found
+
+    def persons_in_file(self, file_id: int) -> set[int]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT person_id FROM faces WHERE file_id=? AND person_id IS NOT NULL", (file_id,))}
+
+    def rejections(self) -> list[tuple[int, int, bytes]]:
+        return [(r[0], r[1], bytes(r[2])) for r in self.conn.execute(
+            "SELECT person_id, face_id, embedding FROM person_rejections ORDER BY rowid")]
+
+    def save_embeddings(self, claimant: str, outcomes: list[Embedded], placements: dict[int, int],
+                        now: float, version: int) -> dict[int, int]:
+        created: dict[int, int] = {}
+        with self._write() as c:
+            if c.execute("SELECT version FROM people_meta").fetchone()[0] != version:
+                raise PeopleChanged()
+            owned = {r[0] for o in outcomes for r in c.execute(
+                "SELECT face_id FROM faces WHERE face_id=? AND embed_claimed_by=?", (o.face_id, claimant))}
+            for o in outcomes:
+                if o.face_id not in owned:
+                    continue
+                if o.kind == "done":
+                    c.execute("UPDATE faces SET embedding=?, embed_state='done', embed_error=NULL, "
+                              "embed_claimed_by=NULL, embed_claimed_until=NULL WHERE face_id=?",
+                              (o.embedding, o.face_id))
+                elif o.kind == "failed":
+                    c.execute("UPDATE faces SET embed_state='failed', embed_error=?, embed_claimed_by=NULL, "
+                              "embed_claimed_until=NULL WHERE face_id=?", (o.error, o.face_id))
+                else:  # retry, stale: wait (a stale face is replaced by the file's new detection)
+                    c.execute("UPDATE faces SET embed_error=?, embed_attempts=embed_attempts+?, "
+                              "embed_not_before=?, embed_claimed_by=NULL, embed_claimed_until=NULL WHERE face_id=?",
+                              (o.error, int(o.kind == "retry"), now + o.retry_after_s, o.face_id))
+            for face_id, person in sorted(placements.items()):
+                if face_id not in owned and not c.execute(
+                        "SELECT 1 FROM faces WHERE face_id=? AND embed_state='done'", (face_id,)).fetchone():
+                    continue  # its lease was lost, or it is gone
+                if person < 0 and person not in created:
+                    created[person] = c.execute("INSERT INTO persons (created_at) VALUES (?)",
+                                                (iso(now),)).lastrowid
+                c.execute("UPDATE faces SET person_id=? WHERE face_id=?", (created.get(person, person), face_id))
+        return created
+
+    def release_faces(self, claimant: str) -> int:
+        with self._write() as c:
+            return c.execute("UPDATE faces SET embed_claimed_by=NULL, embed_claimed_until=NULL "
+                             "WHERE embed_claimed_by=?", (claimant,)).rowcount
+
+    def persons(self) -> list[Person]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT p.person_id, p.name, count(x.face_id), count(DISTINCT x.file_id) FROM persons p "
+                "LEFT JOIN faces x ON x.person_id = p.person_id GROUP BY p.person_id "
+                "HAVING count(x.face_id) > 0 OR p.name IS NOT NULL "
+                "ORDER BY count(x.face_id) DESC, p.person_id").fetchall()
+            covers = dict((r[0], _s(r[1])) for r in c.execute(
+                "SELECT person_id, path FROM (SELECT x.person_id, f.path, row_number() OVER "
+                "(PARTITION BY x.person_id ORDER BY x.w * x.h * x.score DESC, x.face_id) AS n "
+                "FROM faces x JOIN files f USING (file_id) WHERE x.person_id IS NOT NULL "
+                "AND f.status = 'done') WHERE n = 1"))
+        return [Person(r[0], r[1], r[2], r[3], covers.get(r[0])) for r in rows]
+
+    def person(self, id_or_name: str) -> Person:
+        people = self.persons()
+        return pick_person(people, id_or_name)
+
+    def person_faces(self, person_id: int, limit: Optional[int] = None) -> list[PersonFace]:
+        rows = self.conn.execute(
+            "SELECT x.face_id, f.path, x.idx, x.score, x.x, x.y, x.w, x.h FROM faces x JOIN files f USING (file_id) "
+            "WHERE x.person_id = ? AND f.status = 'done' ORDER BY x.w * x.h * x.score DESC, x.face_id LIMIT ?",
+            (person_id, -1 if limit is None else limit)).fetchall()
+        return [PersonFace(r[0], _s(r[1]), r[2], r[3], tuple(r[4:8])) for r in rows]
+
+    def person_photos(self, person_id: int) -> list[str]:
+        return [_s(r[0]) for r in self.conn.execute(
+            "SELECT f.path FROM files f WHERE f.status = 'done' AND EXISTS (SELECT 1 FROM faces x "
+            "WHERE x.file_id = f.file_id AND x.person_id = ?) ORDER BY f.path", (person_id,))]
+
+    def paths_of(self, file_ids: list[int]) -> dict[int, str]:
+        found = {}
+        for chunk in range(0, len(file_ids), 500):
+            ids = file_ids[chunk:chunk + 500]
+            found.update((r[0], _s(r[1])) for r in self.conn.execute(
+                f"SELECT file_id, path FROM files WHERE status = 'done' AND file_id IN ({','.join('?' * len(ids))})",
+                ids))
+        return found
+
+    def name_person(self, person_id: int, name: Optional[str]) -> None:
+        with self._write() as c:
+            if not c.execute("UPDATE persons SET name=? WHERE person_id=?", (name, person_id)).rowcount:
+                raise PeopleError(f"there is no person {person_id}: `facewatch people` lists them")
+            c.execute("UPDATE people_meta SET version = version + 1")
+
+    def merge_persons(self, person_id: int, into_id: int) -> int:
+        if person_id == into_id:
+            raise PeopleError(f"person {person_id} cannot be merged into itself")
+        with self._write() as c:
+            for pid in (person_id, into_id):
+                if not c.execute("SELECT 1 FROM persons WHERE person_id=?", (pid,)).fetchone():
+                    raise PeopleError(f"there is no person {pid}: `facewatch people` lists them")
+            both = [_s(r[0]) for r in c.execute(
+                "SELECT f.path FROM files f WHERE EXISTS (SELECT 1 FROM faces a WHERE a.file_id = f.file_id AND "
+                "a.person_id = ?) AND EXISTS (SELECT 1 FROM faces b WHERE b.file_id = f.file_id AND b.person_id = ?) "
+                "ORDER BY f.path LIMIT 3", (person_id, into_id))]
+            if both:
+                raise PeopleError(f"persons {person_id} and {into_id} are both in {', '.join(both)}: two faces of "
+                                  "one photo are two people (take the wrong face out with `facewatch people "
+                                  "unassign PATH FACE_INDEX` first)")
+            moved = c.execute("UPDATE faces SET person_id=? WHERE person_id=?", (into_id, person_id)).rowcount
+            c.execute("UPDATE person_rejections SET person_id=? WHERE person_id=?", (into_id, person_id))
+            name, into_name = (c.execute("SELECT name FROM persons WHERE person_id=?", (pid,)).fetchone()[0]
+                               for pid in (person_id, into_id))
+            if into_name is None and name is not None:
+                c.execute("UPDATE persons SET name=? WHERE person_id=?", (name, into_id))
+            c.execute("DELETE FROM persons WHERE person_id=?", (person_id,))
+            c.execute("UPDATE people_meta SET version = version + 1")
+        return moved
+
+    def unassign_face(self, path: str, index: int) -> int:
+        with self._write() as c:
+            row = c.execute("SELECT x.face_id, x.person_id, x.embedding FROM faces x JOIN files f USING (file_id) "
+                            "WHERE f.path=? AND x.idx=?", (_b(path), index)).fetchone()
+            if row is None:
+                raise PeopleError(f"{path} has no face {index} in the index (faces are numbered from 0, as "
+                                  "`facewatch export` lists them)")
+            face_id, person_id, embedding = row
+            if person_id is None:
+                raise PeopleError(f"face {index} of {path} is in no person")
+            c.execute("INSERT INTO person_rejections (person_id, face_id, embedding) VALUES (?, ?, ?)",
+                      (person_id, face_id, embedding))
+            c.execute("UPDATE faces SET person_id=NULL WHERE face_id=?", (face_id,))
+            c.execute("UPDATE people_meta SET version = version + 1")
+        return person_id
+
     # upkeep -----------------------------------------------------------------------------------
     def maintain(self) -> None:
         """Fold the write-ahead log back into the database, as far as no reader needs it."""
@@ -743,9 +932,13 @@ def _record_processed(c, file_id: int, worker_id: Optional[int], status: str, ru
               (file_id, worker_id, status, runs))
 
 
+_FACE_COLUMNS = "x.file_id, x.score, x.x, x.y, x.w, x.h, x.keypoints, x.person_id, p.name"
+
+
 def _face(row) -> Face:
     return Face(score=row[1], bbox=(row[2], row[3], row[4], row[5]),
-                keypoints=tuple(tuple(k) for k in json.loads(row[6])))
+                keypoints=tuple(tuple(k) for k in json.loads(row[6])),
+                person=None if row[7] is None else (row[7], row[8]))
 
 
 def _checkpoint(row) -> CheckpointRecord:

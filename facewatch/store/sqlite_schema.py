@@ -89,6 +89,34 @@ MIGRATIONS = [
         "DROP TABLE daemon",
     ]),
     ("0004_checkpoint_columns", [lambda c: _checkpoint_columns(c)]),
+    ("0005_people", [
+        """CREATE TABLE persons (
+            person_id INTEGER PRIMARY KEY,
+            name TEXT,
+            created_at TEXT)""",
+        # every face, old and new, waits for its embedding: a second queue, leased as the first is
+        "ALTER TABLE faces ADD COLUMN embedding BLOB",  # 128 little-endian float32
+        "ALTER TABLE faces ADD COLUMN embed_state TEXT NOT NULL DEFAULT 'waiting' "
+        "CHECK (embed_state IN ('waiting', 'done', 'failed'))",
+        "ALTER TABLE faces ADD COLUMN embed_error TEXT",
+        "ALTER TABLE faces ADD COLUMN embed_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE faces ADD COLUMN embed_not_before REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE faces ADD COLUMN embed_claimed_by TEXT",
+        "ALTER TABLE faces ADD COLUMN embed_claimed_until REAL",
+        "ALTER TABLE faces ADD COLUMN person_id INTEGER REFERENCES persons(person_id) ON DELETE SET NULL",
+        "CREATE INDEX faces_waiting ON faces(face_id) WHERE embed_state = 'waiting'",
+        "CREATE INDEX faces_claimed ON faces(embed_claimed_until) WHERE embed_claimed_by IS NOT NULL",
+        "CREATE INDEX faces_person ON faces(person_id) WHERE person_id IS NOT NULL",
+        # a face a user took out of a person never goes back: by its id, and by its embedding (the
+        # same face found again after an edit of its file has a new id)
+        """CREATE TABLE person_rejections (
+            person_id INTEGER NOT NULL REFERENCES persons(person_id) ON DELETE CASCADE,
+            face_id INTEGER NOT NULL,
+            embedding BLOB NOT NULL)""",
+        # bumped by every change a user makes to people, so a daemon deciding placements sees it
+        "CREATE TABLE people_meta (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+        "INSERT INTO people_meta VALUES (1, 0)",
+    ]),
 ]
 
 
@@ -132,7 +160,12 @@ EXPECTED = {
     "files": {"file_id", "path", "dir", "size", "mtime_ns", "ctime_ns", "status", "width", "height",
               "face_count", "content_hash", "error", "processed_at", "updated_at"},
     "pending": {"file_id", "enqueued_at", "not_before", "attempts", "claimed_by", "claimed_until"},
-    "faces": {"face_id", "file_id", "idx", "score", "x", "y", "w", "h", "keypoints"},
+    "faces": {"face_id", "file_id", "idx", "score", "x", "y", "w", "h", "keypoints", "embedding", "embed_state",
+              "embed_error", "embed_attempts", "embed_not_before", "embed_claimed_by", "embed_claimed_until",
+              "person_id"},
+    "persons": {"person_id", "name", "created_at"},
+    "person_rejections": {"person_id", "face_id", "embedding"},
+    "people_meta": {"id", "version"},
     "checkpoints": {"checkpoint_id", "batch_number", "processed_files_count", "status", "metadata",
                     "created_at", "kind", "last_file_id"},
     "processed_files": {"file_id", "worker_id", "status", "processed_timestamp", "runs"},

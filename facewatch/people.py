@@ -1,0 +1,213 @@
+"""People: faces join people as their embeddings arrive, incrementally, as Immich's do.
+
+How a new face is placed (in face id order, so the same faces in the same order give the same people):
+1. Its neighbours: embedded faces of other photos closer than `MATCH_DISTANCE` (Euclidean, dlib's
+   128-D space, where 0.6 is dlib's own same-person threshold), the nearest `NEIGHBOURS` of them.
+2. It joins the person most of those neighbours belong to (ties: the nearest), unless that
+   person is already in its photo (two faces of one photo are two people) or a user took this
+   face, or one just like it, out of that person.
+3. Otherwise, if it and its unplaced neighbours are at least `MIN_FACES` faces of as many
+   photos, they become a new person. Otherwise it waits, alone, for a neighbour to arrive.
+
+Placed faces are never moved again by the stage: names, merges and corrections are the user's and
+stay. The embeddings live in memory (numpy, brute force: bench/people.py measures it at 100,000
+and 1,000,000 faces); the database has the last word on every neighbour before a face joins it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import structlog
+
+from facewatch.embed import DIMENSIONS, vector
+from facewatch.store import Embedded, PeopleChanged, Store
+
+log = structlog.get_logger("facewatch.people")
+
+MATCH_DISTANCE = 0.5  # measured on real labelled faces: bench/people.py
+MIN_FACES = 2
+NEIGHBOURS = 16
+SAME_FACE = 0.15  # closer than this to a face a user took out of a person: the same face, found again
+
+
+class PeopleIndex:
+    """Every embedded face, in memory: where new faces find their neighbours."""
+
+    def __init__(self, store: Store, match_distance: float = MATCH_DISTANCE, min_faces: int = MIN_FACES):
+        self.store = store
+        self.match_distance = match_distance
+        self.min_faces = min_faces
+        self.version = -1
+        self.last_face_id = 0
+        self.count = 0
+        self.ids = np.zeros(0, np.int64)
+        self.files = np.zeros(0, np.int64)
+        self.persons = np.zeros(0, np.int64)  # -1: in no person
+        self.vectors = np.zeros((0, DIMENSIONS), np.float32)
+        self.norms = np.zeros(0, np.float32)
+        self.alive = np.zeros(0, bool)
+        self.row_of: dict[int, int] = {}
+        self.rejected: list[tuple[int, int, np.ndarray]] = []
+
+    # keeping up with the database -----------------------------------------------------------------
+    def refresh(self) -> None:
+        """Take in faces embedded elsewhere (copies of photos, another daemon) and users' changes."""
+        version = self.store.people_version()
+        if version != self.version:
+            self.reload()
+            return
+        for face in self.store.indexed_faces(self.last_face_id):
+            self._add(face.face_id, face.file_id, face.person_id, vector(face.embedding))
+
+    def reload(self) -> None:
+        self.version = self.store.people_version()
+        self.count, self.last_face_id = 0, 0
+        self.row_of.clear()
+        for face in self.store.indexed_faces(0):
+            self._add(face.face_id, face.file_id, face.person_id, vector(face.embedding))
+        self.rejected = [(person, face_id, vector(blob)) for person, face_id, blob in self.store.rejections()]
+        log.debug("people_index_loaded", faces=self.count, rejections=len(self.rejected))
+
+    def _add(self, face_id: int, file_id: int, person_id: Optional[int], embedding: np.ndarray) -> None:
+        if face_id in self.row_of:  # placed by us already, or its person changed: take the database's word
+            self.persons[self.row_of[face_id]] = -1 if person_id is None else person_id
+            return
+        if self.count == len(self.ids):
+            self._grow(max(1024, 2 * len(self.ids)))
+        row = self.count
+        self.ids[row], self.files[row] = face_id, file_id
+        self.persons[row] = -1 if person_id is None else person_id
+        self.vectors[row] = embedding
+        self.norms[row] = float(embedding @ embedding)
+        self.alive[row] = True
+        self.row_of[face_id] = row
+        self.count += 1
+        self.last_face_id = max(self.last_face_id, face_id)
+
+    def _grow(self, size: int) -> None:
+        def grown(a, shape):
+            b = np.zeros(shape, a.dtype)
+            b[:len(a)] = a
+            return b
+        self.ids, self.files, self.persons = (grown(a, size) for a in (self.ids, self.files, self.persons))
+        self.norms, self.alive = grown(self.norms, size), grown(self.alive, size)
+        self.vectors = grown(self.vectors, (size, DIMENSIONS))
+
+    # placing faces -----------------------------------------------------------------------------
+    def neighbours(self, embedding: np.ndarray, limit: float, exclude_file: Optional[int] = None,
+                   k: int = NEIGHBOURS) -> list[tuple[float, int]]:
+        """(distance, row) of the `k` nearest live faces closer than `limit`, nearest first."""
+        n = self.count
+        if n == 0:
+            return []
+        squared = self.norms[:n] + float(embedding @ embedding) - 2.0 * (self.vectors[:n] @ embedding)
+        close = np.flatnonzero((squared < limit * limit) & self.alive[:n])
+        if exclude_file is not None:
+            close = close[self.files[close] != exclude_file]
+        if len(close) > k:
+            close = close[np.argpartition(squared[close], k)[:k]]
+        order = sorted(zip(np.sqrt(np.maximum(squared[close], 0)).tolist(), close.tolist()))
+        return order
+
+    def _verify(self, rows: list[int]) -> None:
+        """The database's word on these faces: gone ones leave the index, moved ones follow."""
+        now = self.store.faces_now([int(self.ids[r]) for r in rows])
+        for r in rows:
+            found = now.get(int(self.ids[r]))
+            if found is None:
+                self.alive[r] = False
+            else:
+                self.files[r] = found[0]
+                self.persons[r] = -1 if found[1] is None else found[1]
+
+    def _rejects(self, face_id: int, embedding: np.ndarray) -> set[int]:
+        return {person for person, rejected_id, v in self.rejected
+                if rejected_id == face_id or float(np.linalg.norm(v - embedding)) < SAME_FACE}
+
+    def place(self, faces: list[tuple[int, int, Optional[int], np.ndarray]]) -> dict[int, int]:
+        """Place new faces (face id, file id, person id carried over or None, embedding), adding
+        them to the index; returns {face id: person id}, negative ids being people to create."""
+        placements: dict[int, int] = {}
+        in_file: dict[int, set] = {}  # persons placed in each file by this batch
+        new_person = 0
+        for face_id, file_id, carried, embedding in sorted(faces, key=lambda f: f[0]):
+            if carried is not None:  # an edited photo's face, found where a placed face was
+                self._add(face_id, file_id, carried, embedding)
+                continue
+            near = self.neighbours(embedding, self.match_distance, exclude_file=file_id)
+            self._verify([r for _, r in near])
+            near = [(d, r) for d, r in near if self.alive[r] and self.files[r] != file_id]
+            taken = self.store.persons_in_file(file_id) | in_file.get(file_id, set())
+            refused = taken | self._rejects(face_id, embedding)
+            votes: dict[int, tuple[int, float]] = {}
+            for d, r in near:
+                person = int(self.persons[r])
+                if person != -1 and person not in refused:
+                    count, nearest = votes.get(person, (0, d))
+                    votes[person] = (count + 1, min(nearest, d))
+            if votes:
+                person = min(votes, key=lambda p: (-votes[p][0], votes[p][1], p))
+            else:
+                group, files = [], {file_id}
+                for d, r in near:
+                    if self.persons[r] == -1 and int(self.files[r]) not in files:
+                        group.append(r)
+                        files.add(int(self.files[r]))
+                if 1 + len(group) < self.min_faces:
+                    self._add(face_id, file_id, None, embedding)
+                    continue
+                new_person -= 1
+                person = new_person
+                for r in group:
+                    placements[int(self.ids[r])] = person
+                    self.persons[r] = person
+                    in_file.setdefault(int(self.files[r]), set()).add(person)
+            placements[face_id] = person
+            in_file.setdefault(file_id, set()).add(person)
+            self._add(face_id, file_id, person, embedding)
+        return placements
+
+    def created(self, mapping: dict[int, int]) -> None:
+        """The people `place` named by negative ids were created with these ids."""
+        for temporary, real in mapping.items():
+            self.persons[:self.count][self.persons[:self.count] == temporary] = real
+
+
+class PeopleStage:
+    """Turns finished embedding jobs into saved embeddings and people, in one transaction each time."""
+
+    def __init__(self, store: Store, index: Optional[PeopleIndex] = None):
+        self.store = store
+        self.index = index or PeopleIndex(store)
+
+    def save(self, claimant: str, jobs: list, outcomes: list[Embedded], now: float) -> int:
+        """Place the faces embedded now and store everything; returns faces saved."""
+        for attempt in range(3):
+            self.index.refresh()
+            carried = {}
+            for job in jobs:
+                carried.update(self._carried(job))
+            new = [(o.face_id, file_of, carried.get(o.face_id), vector(o.embedding))
+                   for o, file_of in ((o, self._file_of(jobs, o.face_id)) for o in outcomes) if o.kind == "done"]
+            placements = self.index.place(new)
+            try:
+                created = self.store.save_embeddings(claimant, outcomes, placements, now, self.index.version)
+            except PeopleChanged:
+                log.info("people_changed_while_placing", attempt=attempt + 1)
+                self.index.version = -1  # reload: a user named, merged or unassigned meanwhile
+                continue
+            except BaseException:
+                self.index.version = -1  # what was placed in memory was not saved: start again from the database
+                raise
+            self.index.created(created)
+            return len(outcomes)
+        raise PeopleChanged()
+
+    def _carried(self, job) -> dict[int, Optional[int]]:
+        now = self.store.faces_now([face_id for face_id, _ in job.faces])
+        return {face_id: found[1] for face_id, found in now.items() if found[1] is not None}
+
+    @staticmethod
+    def _file_of(jobs, face_id: int) -> int:
+        return next(job.file_id for job in jobs if any(f == face_id for f, _ in job.faces))
