@@ -12,8 +12,9 @@ from typing import Optional
 import numpy as np
 
 from facewatch.decode import Decoded, decode, jpeg_size
+from facewatch.vectors import DIMENSIONS
 
-DIMENSIONS = 128
+MIN_FACE = 20  # narrower faces (in full-size pixels) are too blurred for the encoder to tell people apart
 CHIP_DETAIL = 100  # decode so the smallest face to embed is at least this wide (dlib's chip is 150 px)
 _models = None
 
@@ -44,7 +45,7 @@ def embed(picture: Decoded, box: tuple) -> tuple[Optional[bytes], Optional[str]]
     predictor, encoder = models()
     x, y, w, h = (v / picture.scale for v in box)
     height, width = picture.rgb.shape[:2]
-    if w < 8 or h < 8:
+    if min(box[2], box[3]) < MIN_FACE:
         return None, f"too small to recognise ({box[2]}x{box[3]} pixels)"
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         return None, "its box lies outside the picture"
@@ -54,10 +55,6 @@ def embed(picture: Decoded, box: tuple) -> tuple[Optional[bytes], Optional[str]]
     if vector.shape != (DIMENSIONS,) or not np.isfinite(vector).all():
         return None, "the face encoder returned no usable embedding"
     return vector.tobytes(), None
-
-
-def vector(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4")
 
 
 def warm() -> int:

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import structlog
 
-from facewatch.embed import DIMENSIONS, vector
+from facewatch.vectors import DIMENSIONS, vector
 from facewatch.store import Embedded, PeopleChanged, Store
 
 log = structlog.get_logger("facewatch.people")

@@ -83,7 +83,8 @@ def faces_in(config: Config, photo: str) -> list[np.ndarray]:
     naming the file when it cannot be read or holds no face."""
     from facewatch.analyse import Unreadable, quiet_stderr, find_faces, read_file, without_matplotlib
     from facewatch.decode import DecodeError, decode
-    from facewatch.embed import decode_for, embed, vector
+    from facewatch.embed import decode_for, embed
+    from facewatch.vectors import vector
     without_matplotlib()
     from facewatch.detect import MediaPipeDetector
     try:
@@ -121,7 +122,7 @@ def like(store: Store, queries: list[np.ndarray], limit: int, exclude: str = "")
                 best[file_id] = (d, person)
         ids.clear(), files.clear(), persons.clear(), chunk.clear()
 
-    from facewatch.embed import vector
+    from facewatch.vectors import vector
     for face in store.indexed_faces(0):
         ids.append(face.face_id)
         files.append(face.file_id)

@@ -20,7 +20,6 @@ import structlog
 from facewatch.analysers import Analysers
 from facewatch.config import Config
 from facewatch.files import available, inside
-from facewatch.people import PeopleIndex, PeopleStage
 from facewatch.store import TRANSIENT, Claim, Embedded, FaceJob, Result, Store, StoreError
 
 log = structlog.get_logger("facewatch.worker")
@@ -100,10 +99,7 @@ class Worker:
         self._save_failures = 0
         self._culprits: set = set()
         self.face_jobs: deque[FaceBatch] = deque()
-        self.people: Optional[PeopleStage] = None
-        if config.people.enabled:
-            self.people = PeopleStage(store, PeopleIndex(store, config.people.match_distance,
-                                                         config.people.min_faces))
+        self._people = None  # the people stage, made when it first has work (it needs numpy)
 
     def start(self, wait: bool = True) -> None:
         """Start the analysers; with `wait`, until each has loaded its model."""
@@ -142,7 +138,7 @@ class Worker:
                 if self.store.queue_size(now):
                     return 0.05
                 later = [t for t in (self.store.next_ready_at(),) if t is not None]
-                if self.people is not None:
+                if self.config.people.enabled:
                     ready, face_later = self.store.faces_ready(now)
                     if ready:
                         return 0.05
@@ -159,6 +155,15 @@ class Worker:
             return self.store.queue_size(now)
         except TRANSIENT:
             return 0  # the next claim will say what is wrong, and back off
+
+    @property
+    def people(self):
+        """The people stage (None when people.enabled is false)."""
+        if self._people is None and self.config.people.enabled:
+            from facewatch.people import PeopleIndex, PeopleStage
+            p = self.config.people
+            self._people = PeopleStage(self.store, PeopleIndex(self.store, p.match_distance, p.min_faces))
+        return self._people
 
     @property
     def busy(self) -> bool:
@@ -181,10 +186,10 @@ class Worker:
                 return saved
             if claims:
                 self._submit(claims, now)
-        room = self.analysers.count - len(self.face_jobs)
-        if self.people is not None and not claims and not self.inflight and room > 0:
+        if self.config.people.enabled and not claims and not self.inflight:
+            room = self.analysers.count - len(self.face_jobs)
             try:
-                jobs = self.store.claim_faces(self.claimant, room, now, LEASE_S)
+                jobs = self.store.claim_faces(self.claimant, room, now, LEASE_S) if room > 0 else []
             except TRANSIENT as exc:
                 self._store_failed(exc, now)
                 return saved
@@ -219,7 +224,7 @@ class Worker:
             released = self.store.release(self.claimant)
             if released:
                 log.info("claims_released", files=released)
-            if self.people is not None:
+            if self.config.people.enabled:
                 faces = self.store.release_faces(self.claimant)
                 if faces:
                     log.info("face_claims_released", faces=faces)
@@ -258,7 +263,7 @@ class Worker:
     def _collect_faces(self, now: float) -> int:
         """Save every finished embedding job, with the people its faces join, in one transaction."""
         done = [b for b in self.face_jobs if b.future.done()]
-        if not done or now < self._save_backoff_until or self.people is None:
+        if not done or now < self._save_backoff_until or not self.config.people.enabled:
             return 0
         for b in done:
             if b.outcomes is None:
