@@ -280,3 +280,127 @@ def test_remaining_files_of_a_checkpoint(store):
     stats = store.checkpoint_statistics()
     assert stats["checkpoints"] == 2 and stats["processed_files"] == 4
     assert stats["processed_by_status"] == {"processed": 2, "queued": 1, "error": 1}
+
+
+# the people stage -------------------------------------------------------------------------------
+def vec(*head):
+    """A 128-D embedding as the store keeps it: `head` then zeros."""
+    import numpy as np
+    v = np.zeros(128, "<f4")
+    v[:len(head)] = head
+    return v.tobytes()
+
+
+def detected(store, paths, faces=(FACE,), now=2):
+    """Queue, claim and save `paths` as detected with `faces` each; {path: file id}."""
+    from facewatch.store import Result
+    store.enqueue([st(p) for p in paths], now=1)
+    claims = store.claim("w", len(paths), now=now, lease_s=60)
+    store.save("w", [Result(c.file_id, "done", size=100, mtime_ns=1, ctime_ns=1, width=500, height=500,
+                            content_hash="h" + c.path, faces=tuple(faces)) for c in claims], now=now)
+    return {c.path: c.file_id for c in claims}
+
+
+def test_faces_wait_for_embeddings_in_a_leased_queue(store):
+    from facewatch.store import FACES_PER_JOB, Embedded
+    ids = detected(store, ["/p/a.jpg", "/p/b.jpg"], faces=[FACE] * (FACES_PER_JOB + 1))
+    assert counts(store)["people"]["faces_waiting"] == 2 * (FACES_PER_JOB + 1)
+    assert store.faces_ready(now=3) == (2 * (FACES_PER_JOB + 1), None)
+    jobs = store.claim_faces("w1", 2, now=3, lease_s=10)
+    # a group photo is several jobs of at most FACES_PER_JOB faces; oldest faces first
+    assert [(j.path, len(j.faces)) for j in jobs] == [("/p/a.jpg", FACES_PER_JOB), ("/p/a.jpg", 1)]
+    assert jobs[0].content_hash == "h/p/a.jpg" and jobs[0].file_id == ids["/p/a.jpg"]
+    others = store.claim_faces("w2", 5, now=3, lease_s=10)
+    assert [j.path for j in others] == ["/p/b.jpg", "/p/b.jpg"]
+    assert store.claim_faces("w3", 5, now=3, lease_s=10) == []
+    assert store.release_stale(now=20) == 0  # no file claims; the face leases expired and are back
+    again = store.claim_faces("w3", 5, now=21, lease_s=10)
+    assert sum(len(j.faces) for j in again) == 2 * (FACES_PER_JOB + 1)
+    # a result whose lease was lost (w1's) is dropped; the holder's is kept
+    face = jobs[0].faces[0][0]
+    store.save_embeddings("w1", [Embedded(face, "done", embedding=vec(1))], {face: -1}, now=22,
+                          version=store.people_version())
+    assert counts(store)["people"]["faces_waiting"] == 2 * (FACES_PER_JOB + 1)
+    created = store.save_embeddings("w3", [Embedded(face, "done", embedding=vec(1))], {face: -1}, now=22,
+                                    version=store.people_version())
+    assert list(created) == [-1]
+    assert [(f.face_id, f.person_id) for f in store.indexed_faces()] == [(face, created[-1])]
+    assert store.release_faces("w3") == 2 * (FACES_PER_JOB + 1) - 1
+
+
+def test_failed_and_retried_embeddings(store):
+    from facewatch.store import Embedded
+    detected(store, ["/p/a.jpg"], faces=[FACE, OTHER_FACE])
+    (job,) = store.claim_faces("w", 5, now=3, lease_s=10)
+    (f1, _), (f2, _) = job.faces
+    store.save_embeddings("w", [Embedded(f1, "failed", error="too small"),
+                                Embedded(f2, "retry", error="I/O error", retry_after_s=5)], {}, now=4,
+                          version=store.people_version())
+    p = counts(store)["people"]
+    assert p["faces_failed"] == 1 and p["faces_waiting"] == 1
+    assert store.faces_ready(now=5) == (0, 9)
+    (job,) = store.claim_faces("w", 5, now=9, lease_s=10)
+    assert job.attempts == 1 and [f for f, _ in job.faces] == [f2]
+
+
+def test_people_edits_bump_the_version_and_a_stale_placement_is_refused(store):
+    from facewatch.store import Embedded, PeopleChanged, PeopleError
+    ids = detected(store, ["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"], faces=[FACE, OTHER_FACE])
+    jobs = store.claim_faces("w", 5, now=3, lease_s=60)
+    faces = [f for j in jobs for f, _ in j.faces]  # a0 a1 b0 b1 c0 c1
+    version = store.people_version()
+    outcomes = [Embedded(f, "done", embedding=vec(i)) for i, f in enumerate(faces)]
+    created = store.save_embeddings("w", outcomes, {faces[0]: -1, faces[2]: -1, faces[1]: -2, faces[4]: -2},
+                                    now=4, version=version)
+    anna, ben = created[-1], created[-2]
+    store.name_person(anna, "Anna")
+    assert store.people_version() == version + 1
+    with pytest.raises(PeopleChanged):
+        store.save_embeddings("w", [], {faces[3]: ben}, now=5, version=version)
+    people = {p.person_id: p for p in store.persons()}
+    assert (people[anna].name, people[anna].faces, people[anna].photos) == ("Anna", 2, 2)
+    assert people[anna].cover in ("/p/a.jpg", "/p/b.jpg")
+    assert store.person("anna").person_id == anna and store.person(str(ben)).person_id == ben
+    with pytest.raises(PeopleError):
+        store.person("nobody")
+    assert store.persons_in_file(ids["/p/a.jpg"]) == {anna, ben}
+    assert store.person_photos(anna) == ["/p/a.jpg", "/p/b.jpg"]
+    # merging two people of one photo is refused, naming it; after an unassign it is not
+    with pytest.raises(PeopleError, match="/p/a.jpg"):
+        store.merge_persons(ben, anna)
+    assert store.unassign_face("/p/a.jpg", 1) == ben
+    assert store.merge_persons(ben, anna) == 1  # c's face
+    assert [r[:2] for r in store.rejections()] == [(anna, faces[1])]  # the rejection followed the merge
+    assert {p.person_id: p.faces for p in store.persons()} == {anna: 3}
+    assert len(store.person_faces(anna)) == 3 and store.person_faces(anna, limit=1)[0].path in ("/p/a.jpg", "/p/b.jpg")
+    with pytest.raises(PeopleError):
+        store.unassign_face("/p/a.jpg", 1)  # in no person now
+    with pytest.raises(PeopleError):
+        store.unassign_face("/p/nope.jpg", 0)
+
+
+def test_copies_renames_and_edits_keep_people(store):
+    from facewatch.store import Embedded, Result
+    ids = detected(store, ["/p/a.jpg"], faces=[FACE, OTHER_FACE])
+    (job,) = store.claim_faces("w", 5, now=3, lease_s=60)
+    (f1, _), (f2, _) = job.faces
+    created = store.save_embeddings("w", [Embedded(f1, "done", embedding=vec(1)), Embedded(f2, "done", embedding=vec(2))],
+                                    {f1: -1}, now=4, version=store.people_version())
+    anna = created[-1]
+    # a copy: its faces arrive embedded and in their people
+    store.enqueue([st("/p/copy.jpg")], now=5)
+    (c,) = store.claim("w", 1, now=5, lease_s=60)
+    store.save("w", [Result(c.file_id, "reused", size=100, mtime_ns=1, ctime_ns=1, content_hash="h/p/a.jpg",
+                            source_id=ids["/p/a.jpg"])], now=6)
+    assert [f.person for f in store.file_record("/p/copy.jpg").faces] == [(anna, None), None]
+    assert counts(store)["people"]["faces_waiting"] == 0
+    store.rename("/p/a.jpg", "/p/renamed.jpg", now=7)
+    assert store.file_record("/p/renamed.jpg").faces[0].person == (anna, None)
+    # an edit: new faces; the one found where anna's was keeps her, the other is matched again
+    store.enqueue([st("/p/renamed.jpg", mtime=9)], now=8)
+    (c,) = store.claim("w", 1, now=8, lease_s=60)
+    moved = Face(0.8, (12, 22, 30, 40), FACE.keypoints)
+    store.save("w", [Result(c.file_id, "done", size=100, mtime_ns=9, ctime_ns=1, width=500, height=500,
+                            content_hash="new", faces=(moved, OTHER_FACE))], now=9)
+    assert [f.person for f in store.file_record("/p/renamed.jpg").faces] == [(anna, None), None]
+    assert counts(store)["people"]["faces_waiting"] == 2
