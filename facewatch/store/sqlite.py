@@ -760,17 +760,23 @@ class SQLiteStore:
 
     def persons(self) -> list[Person]:
         with self._read() as c:
-            rows = c.execute(
-                "SELECT p.person_id, p.name, count(x.face_id), count(DISTINCT x.file_id) FROM persons p "
-                "LEFT JOIN faces x ON x.person_id = p.person_id GROUP BY p.person_id "
-                "HAVING count(x.face_id) > 0 OR p.name IS NOT NULL "
-                "ORDER BY count(x.face_id) DESC, p.person_id").fetchall()
-            covers = dict((r[0], _s(r[1])) for r in c.execute(
-                "SELECT person_id, path FROM (SELECT x.person_id, f.path, row_number() OVER "
-                "(PARTITION BY x.person_id ORDER BY x.w * x.h * x.score DESC, x.face_id) AS n "
-                "FROM faces x JOIN files f USING (file_id) WHERE x.person_id IS NOT NULL "
-                "AND f.status = 'done') WHERE n = 1"))
-        return [Person(r[0], r[1], r[2], r[3], covers.get(r[0])) for r in rows]
+            counts = {r[0]: r[1:] for r in c.execute(
+                "SELECT person_id, count(*), count(DISTINCT file_id), max(w * h * score) FROM faces "
+                "INDEXED BY faces_person WHERE person_id IS NOT NULL GROUP BY person_id")}
+            names = dict(c.execute("SELECT person_id, name FROM persons").fetchall())
+            # the cover: the photo of its largest, surest face (the first such face, if several)
+            best = [(pid, n[2]) for pid, n in counts.items()]
+            covers = {}
+            for pid, size in best:
+                row = c.execute("SELECT f.path FROM faces x INDEXED BY faces_person JOIN files f USING (file_id) "
+                                "WHERE x.person_id = ? AND x.w * x.h * x.score = ? ORDER BY x.file_id LIMIT 1",
+                                (pid, size)).fetchone()
+                covers[pid] = _s(row[0]) if row else None
+        people = [Person(pid, names.get(pid), n[0], n[1], covers.get(pid)) for pid, n in counts.items()
+                  if pid in names]
+        people += [Person(pid, name, 0, 0, None) for pid, name in names.items()
+                   if name is not None and pid not in counts]
+        return sorted(people, key=lambda p: (-p.faces, p.person_id))
 
     def person(self, id_or_name: str) -> Person:
         people = self.persons()
