@@ -1,7 +1,10 @@
-"""Latency: a running, idle daemon; one 12 MP JPEG dropped by atomic rename; time until the
-index (what `facewatch export` reads) shows it done. Prints p50 and p99 over --drops drops.
+"""Latency: a running daemon with no file to detect; one 12 MP JPEG dropped by atomic rename; time
+until the index (what `facewatch export` reads) shows it done. Prints p50 and p99 over --drops drops.
 
-    python bench/latency.py [--drops 60]
+    python bench/latency.py [--drops 60] [--people-backlog N]
+
+With --people-backlog N, N real group photos are analysed first and the drops start while the
+people stage still embeds their faces: detection must not wait for it.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ def percentile(values: list, q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drops", type=int, default=60)
+    parser.add_argument("--people-backlog", type=int, default=0, metavar="N",
+                        help="group photos whose faces the people stage embeds during the drops")
     args = parser.parse_args()
     from make_corpus import make_corpus
     with tempfile.TemporaryDirectory() as tmp:
@@ -35,7 +40,10 @@ def main() -> None:
         photos.mkdir()
         db_path = work / "fw.db"
         config = work / "config.yaml"
+        # the default settings: the people stage on, embedding each drop's face after it is done
         config.write_text(f"watch:\n  paths: [{photos}]\ndatabase: {db_path}\nlogging: {{level: warning}}\n")
+        backlog = make_corpus(work / "groups", args.people_backlog, "1080p", seed=12, group_every=1) \
+            if args.people_backlog else []
         daemon = subprocess.Popen([sys.executable, "-m", "facewatch.launch", "--config", str(config), "run"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -46,6 +54,13 @@ def main() -> None:
                 time.sleep(0.1)
             time.sleep(1.0)  # idle
             reader = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+            waiting = "SELECT count(*) FROM faces WHERE embed_state = 'waiting'"
+            for i, src in enumerate(backlog):
+                os.rename(src, photos / f"group{i:03d}.jpg")
+            while backlog and reader.execute("SELECT count(*) FROM files WHERE status = 'done'").fetchone()[0] \
+                    < len(backlog):
+                time.sleep(0.05)
+            waiting_before = reader.execute(waiting).fetchone()[0] if backlog else 0
             latencies = []
             for i, src in enumerate(sources):
                 dest = photos / f"drop{i:03d}.jpg"
@@ -61,16 +76,20 @@ def main() -> None:
         finally:
             daemon.terminate()
             daemon.wait(timeout=30)
+            waiting_after = reader.execute(waiting).fetchone()[0] if backlog else 0
     ms = [x * 1000 for x in latencies]
+    if backlog:
+        print(f"the people stage was busy throughout: {waiting_before} faces waiting when the drops began, "
+              f"{waiting_after} when they ended")
     print(f"latency over {len(ms)} drops of a 12 MP JPEG into an idle daemon: "
-          f"p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, max {max(ms):.0f} ms "
+          f"{'(people stage busy) ' if backlog else ''}p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, max {max(ms):.0f} ms "
           f"(targets: p50 <= 150 ms, p99 <= 500 ms)")
 
 
 def _heartbeat(db_path: Path) -> bool:
     try:
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        row = db.execute("SELECT heartbeat_at FROM daemon").fetchone()
+        row = db.execute("SELECT max(heartbeat_at) FROM daemons").fetchone()
         return bool(row and row[0])
     except sqlite3.Error:
         return False

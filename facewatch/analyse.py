@@ -216,9 +216,8 @@ def embed_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
     if content_id(data) != job.content_hash:  # changed since: its new faces replace these
         return [Embedded(face_id, "stale", error="the file changed since its faces were found",
                          retry_after_s=60.0) for face_id, _ in job.faces]
-    key = (job.content_hash, min(min(b[2], b[3]) for b in boxes) // embed.CHIP_DETAIL)
-    picture = _last_picture.get(key)
-    if picture is None:
+    picture = _last_picture.get(job.content_hash)
+    if picture is None or picture.scale > embed.reduction_for(boxes):  # none, or too coarse for these faces
         try:
             picture = embed.decode_for(data, max_pixels, boxes)
         except DecodeError as exc:
@@ -227,7 +226,7 @@ def embed_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
             return [Embedded(face_id, "failed", error="not enough memory to decode this image")
                     for face_id, _ in job.faces]
         _last_picture.clear()
-        _last_picture[key] = picture
+        _last_picture[job.content_hash] = picture
     outcomes = []
     for face_id, box in job.faces:
         blob, error = embed.embed(picture, box)

@@ -63,6 +63,11 @@ class Analysers:
         assert self._pool is not None, "Analysers.start() was not called"
         return self._pool.submit(pool.embed, job)
 
+    def warm_embedder(self) -> Future:
+        """Load the recognition models in an analyser (once each), before any face needs them."""
+        assert self._pool is not None, "Analysers.start() was not called"
+        return self._pool.submit(pool.warm_embedder)
+
     def reading(self) -> list[tuple[int, int]]:
         """(pid, file id) of each analyser: what it is reading now (-1: nothing, 0: stopped)."""
         slots = list(self._reading) if self._reading is not None else []

@@ -30,10 +30,15 @@ def models():
     return _models
 
 
+def reduction_for(boxes: list) -> int:
+    """The JPEG scale-down (1, 2, 4 or 8) that keeps the smallest of `boxes` CHIP_DETAIL wide."""
+    smallest = min(max(min(b[2], b[3]), 1) for b in boxes)
+    return max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= CHIP_DETAIL)
+
+
 def decode_for(data: bytes, max_pixels: int, boxes: list) -> Decoded:
     """`data` decoded with enough detail for the smallest of `boxes` (x, y, w, h, full-size pixels)."""
-    smallest = min(max(min(b[2], b[3]), 1) for b in boxes)
-    jpeg = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= CHIP_DETAIL)
+    jpeg = reduction_for(boxes)
     size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
     long_side = max(size) if size else 0
     return decode(data, max_pixels, min_side=-(-long_side // jpeg) if long_side else 0)

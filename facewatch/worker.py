@@ -100,6 +100,7 @@ class Worker:
         self._culprits: set = set()
         self.face_jobs: deque[FaceBatch] = deque()
         self._people = None  # the people stage, made when it first has work (it needs numpy)
+        self._embedder_warm = False
 
     def start(self, wait: bool = True) -> None:
         """Start the analysers; with `wait`, until each has loaded its model."""
@@ -187,6 +188,10 @@ class Worker:
             if claims:
                 self._submit(claims, now)
         if self.config.people.enabled and not claims and not self.inflight:
+            if not self._embedder_warm:  # load the recognition models (0.8 s) the first time we are idle
+                self._embedder_warm = True
+                for _ in range(self.analysers.count):
+                    self.analysers.warm_embedder()
             room = self.analysers.count - len(self.face_jobs)
             try:
                 jobs = self.store.claim_faces(self.claimant, room, now, LEASE_S) if room > 0 else []
@@ -290,6 +295,7 @@ class Worker:
             outcomes = batch.future.result()
         except BrokenProcessPool:
             self._culprits |= self.analysers.restart()
+            self._embedder_warm = False
             if job.file_id not in self._culprits:
                 return [Embedded(f, "deferred", error="an analyser process died") for f, _ in job.faces]
             self._culprits.discard(job.file_id)
@@ -313,6 +319,7 @@ class Worker:
             result = future.result()
         except BrokenProcessPool:
             self._culprits |= self.analysers.restart()
+            self._embedder_warm = False
             if claim.file_id not in self._culprits:  # queued behind the file that broke it
                 return Result(claim.file_id, "deferred", error="an analyser process died", retry_after_s=0)
             self._culprits.discard(claim.file_id)

@@ -21,7 +21,9 @@ CHECKPOINT_STATUSES = ("in_progress", "completed", "error")
 # what a processed_files row may say of a file for it to count as processed (checkpoint API)
 PROCESSED = ("processed", "completed", "done", "failed", "unchanged", "reused", "moved", "skipped")
 HEARTBEAT_STALE_S = 15.0  # a daemon whose heartbeat is older than this is not running
-FACES_PER_JOB = 4  # faces embedded per analyser job: about a third of a second, so detection never waits long
+# faces embedded per analyser job: one (80-100 ms), so a photo arriving waits for little (bench/latency.py
+# --people-backlog); each analyser keeps its last decoded picture for the next face of the same photo
+FACES_PER_JOB = 1
 
 
 def iso(ts: float) -> str:
