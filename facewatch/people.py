@@ -15,13 +15,15 @@ and 1,000,000 faces); the database has the last word on every neighbour before a
 """
 from __future__ import annotations
 
+import threading
+import time
 from typing import Optional
 
 import numpy as np
 import structlog
 
 from facewatch.vectors import DIMENSIONS, vector
-from facewatch.store import Embedded, PeopleChanged, Store
+from facewatch.store import Embedded, PeopleChanged, Store, StoreError
 
 log = structlog.get_logger("facewatch.people")
 
@@ -67,7 +69,6 @@ class PeopleIndex:
         for face in self.store.indexed_faces(0):
             self._add(face.face_id, face.file_id, face.person_id, vector(face.embedding))
         self.rejected = [(person, face_id, vector(blob)) for person, face_id, blob in self.store.rejections()]
-        log.debug("people_index_loaded", faces=self.count, rejections=len(self.rejected))
 
     def _add(self, face_id: int, file_id: int, person_id: Optional[int], embedding: np.ndarray) -> None:
         if face_id in self.row_of:  # placed by us already, or its person changed: take the database's word
@@ -177,9 +178,36 @@ class PeopleIndex:
 class PeopleStage:
     """Turns finished embedding jobs into saved embeddings and people, in one transaction each time."""
 
+    LOAD_RETRY_S = 30.0
+
     def __init__(self, store: Store, index: Optional[PeopleIndex] = None):
         self.store = store
         self.index = index or PeopleIndex(store)
+        self._loaded = threading.Event()
+        self._loader: Optional[threading.Thread] = None
+        self._failed_at = float("-inf")
+
+    def ready(self) -> bool:
+        """Whether the index is in memory. If not, it is loaded in a thread of its own (a million
+        faces take 15 s here), so detection never waits for it; no face is placed meanwhile."""
+        if self._loaded.is_set():
+            return True
+        if (self._loader is None or not self._loader.is_alive()) and \
+                time.monotonic() - self._failed_at > self.LOAD_RETRY_S:
+            self._loader = threading.Thread(target=self._load, name="people-index", daemon=True)
+            self._loader.start()
+        return False
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        try:
+            self.index.reload()
+        except StoreError as exc:
+            self._failed_at = time.monotonic()
+            log.warning("people_index_not_loaded", error=str(exc), retry_in_s=self.LOAD_RETRY_S)
+            return
+        log.info("people_index_loaded", faces=self.index.count, seconds=round(time.monotonic() - started, 2))
+        self._loaded.set()
 
     def save(self, claimant: str, jobs: list, outcomes: list[Embedded], now: float) -> int:
         """Place the faces embedded now and store everything; returns faces saved."""

@@ -187,7 +187,7 @@ class Worker:
                 return saved
             if claims:
                 self._submit(claims, now)
-        if self.config.people.enabled and not claims and not self.inflight:
+        if self.config.people.enabled and not claims and not self.inflight and self.people.ready():
             if not self._embedder_warm:  # load the recognition models (0.8 s) the first time we are idle
                 self._embedder_warm = True
                 for _ in range(self.analysers.count):

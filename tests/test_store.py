@@ -331,8 +331,7 @@ def test_faces_wait_for_embeddings_in_a_leased_queue(store):
 def test_failed_and_retried_embeddings(store):
     from facewatch.store import Embedded
     detected(store, ["/p/a.jpg"], faces=[FACE, OTHER_FACE])
-    (job,) = store.claim_faces("w", 5, now=3, lease_s=10)
-    (f1, _), (f2, _) = job.faces
+    f1, f2 = [f for job in store.claim_faces("w", 5, now=3, lease_s=10) for f, _ in job.faces]
     store.save_embeddings("w", [Embedded(f1, "failed", error="too small"),
                                 Embedded(f2, "retry", error="I/O error", retry_after_s=5)], {}, now=4,
                           version=store.people_version())
@@ -382,8 +381,7 @@ def test_people_edits_bump_the_version_and_a_stale_placement_is_refused(store):
 def test_copies_renames_and_edits_keep_people(store):
     from facewatch.store import Embedded, Result
     ids = detected(store, ["/p/a.jpg"], faces=[FACE, OTHER_FACE])
-    (job,) = store.claim_faces("w", 5, now=3, lease_s=60)
-    (f1, _), (f2, _) = job.faces
+    f1, f2 = [f for job in store.claim_faces("w", 5, now=3, lease_s=60) for f, _ in job.faces]
     created = store.save_embeddings("w", [Embedded(f1, "done", embedding=vec(1)), Embedded(f2, "done", embedding=vec(2))],
                                     {f1: -1}, now=4, version=store.people_version())
     anna = created[-1]
