@@ -22,7 +22,7 @@ PULSE_S = 2.0  # heartbeat, health check and watchdog ping
 STATUS_S = 5.0  # the STATUS= line systemctl status shows
 LOOP_STALL_S = 45.0  # the worker loop silent this long is hung
 BATCH_HANG_S = 300.0  # a batch in flight this long is hung
-STALE_CLAIMS_S = 60.0
+STALE_CLAIMS_S = 15.0
 ROOTS_CHECK_S = 5.0
 
 

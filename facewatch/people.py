@@ -31,6 +31,7 @@ MATCH_DISTANCE = 0.5  # measured on real labelled faces: bench/people.py
 MIN_FACES = 2
 NEIGHBOURS = 16
 SAME_FACE = 0.15  # closer than this to a face a user took out of a person: the same face, found again
+NO_PERSON = -1  # in the index: a face in no person
 
 
 class PeopleIndex:
@@ -45,7 +46,7 @@ class PeopleIndex:
         self.count = 0
         self.ids = np.zeros(0, np.int64)
         self.files = np.zeros(0, np.int64)
-        self.persons = np.zeros(0, np.int64)  # -1: in no person
+        self.persons = np.zeros(0, np.int64)  # NO_PERSON, a person's id, or a person to create (< -1)
         self.vectors = np.zeros((0, DIMENSIONS), np.float32)
         self.norms = np.zeros(0, np.float32)
         self.alive = np.zeros(0, bool)
@@ -72,13 +73,13 @@ class PeopleIndex:
 
     def _add(self, face_id: int, file_id: int, person_id: Optional[int], embedding: np.ndarray) -> None:
         if face_id in self.row_of:  # placed by us already, or its person changed: take the database's word
-            self.persons[self.row_of[face_id]] = -1 if person_id is None else person_id
+            self.persons[self.row_of[face_id]] = NO_PERSON if person_id is None else person_id
             return
         if self.count == len(self.ids):
             self._grow(max(1024, 2 * len(self.ids)))
         row = self.count
         self.ids[row], self.files[row] = face_id, file_id
-        self.persons[row] = -1 if person_id is None else person_id
+        self.persons[row] = NO_PERSON if person_id is None else person_id
         self.vectors[row] = embedding
         self.norms[row] = float(embedding @ embedding)
         self.alive[row] = True
@@ -120,7 +121,7 @@ class PeopleIndex:
                 self.alive[r] = False
             else:
                 self.files[r] = found[0]
-                self.persons[r] = -1 if found[1] is None else found[1]
+                self.persons[r] = NO_PERSON if found[1] is None else found[1]
 
     def _rejects(self, face_id: int, embedding: np.ndarray) -> set[int]:
         return {person for person, rejected_id, v in self.rejected
@@ -131,7 +132,7 @@ class PeopleIndex:
         them to the index; returns {face id: person id}, negative ids being people to create."""
         placements: dict[int, int] = {}
         in_file: dict[int, set] = {}  # persons placed in each file by this batch
-        new_person = 0
+        new_person = NO_PERSON  # people to create are -2, -3, ...
         for face_id, file_id, carried, embedding in sorted(faces, key=lambda f: f[0]):
             if carried is not None:  # an edited photo's face, found where a placed face was
                 self._add(face_id, file_id, carried, embedding)
@@ -144,7 +145,7 @@ class PeopleIndex:
             votes: dict[int, tuple[int, float]] = {}
             for d, r in near:
                 person = int(self.persons[r])
-                if person != -1 and person not in refused:
+                if person != NO_PERSON and person not in refused:
                     count, nearest = votes.get(person, (0, d))
                     votes[person] = (count + 1, min(nearest, d))
             if votes:
@@ -152,7 +153,7 @@ class PeopleIndex:
             else:
                 group, files = [], {file_id}
                 for d, r in near:
-                    if self.persons[r] == -1 and int(self.files[r]) not in files:
+                    if self.persons[r] == NO_PERSON and int(self.files[r]) not in files:
                         group.append(r)
                         files.add(int(self.files[r]))
                 if 1 + len(group) < self.min_faces:
@@ -170,9 +171,12 @@ class PeopleIndex:
         return placements
 
     def created(self, mapping: dict[int, int]) -> None:
-        """The people `place` named by negative ids were created with these ids."""
+        """The people `place` named by negative ids were created with these ids (those not created,
+        their faces' leases lost, are no one's)."""
+        persons = self.persons[:self.count]
         for temporary, real in mapping.items():
-            self.persons[:self.count][self.persons[:self.count] == temporary] = real
+            persons[persons == temporary] = real
+        persons[persons < NO_PERSON] = NO_PERSON
 
 
 class PeopleStage:

@@ -52,8 +52,8 @@ class ProgressBar:
     """A one-line bar with rate and ETA."""
 
     def __init__(self, total: int, done: int = 0, terminal: Optional[Terminal] = None,
-                 clock: Callable[[], float] = time.time):
-        self.total, self.start_done = total, done
+                 clock: Callable[[], float] = time.time, unit: str = "files"):
+        self.total, self.start_done, self.unit = total, done, unit
         self.terminal = terminal or Terminal()
         self.clock = clock
         self.started = clock()
@@ -66,7 +66,7 @@ class ProgressBar:
         width = 30
         filled = min(width, int(width * done / self.total)) if self.total else width
         self.terminal.show(f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                           f"{rate:.1f} files/s ETA {eta}")
+                           f"{rate:.1f} {self.unit}/s ETA {eta}")
 
     def close(self) -> None:
         self.terminal.close_bar()

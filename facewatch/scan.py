@@ -92,7 +92,27 @@ def _drain(worker: Worker, store, tracker: CheckpointTracker, config: Config, te
         if bar:
             bar.show(tracker.processed)
 
+    faces = {"settled": 0, "bar": None}
+
+    def on_faces_saved(count: int) -> None:
+        """The people stage follows detection: say so once, then show its own bar."""
+        nonlocal bar
+        if faces["settled"] == 0:
+            waiting = store.stats().faces_waiting + count
+            if bar:
+                bar.close()
+                bar = None
+            log.info("recognising_faces", message=f"Recognising {waiting} faces (people.enabled: false turns "
+                     "this off)", faces=waiting)
+            if terminal:
+                faces["bar"] = ProgressBar(waiting, count, terminal, unit="faces")
+        faces["settled"] += count
+        if faces["bar"]:
+            faces["bar"].total = max(faces["bar"].total, faces["settled"])
+            faces["bar"].show(faces["settled"])
+
     worker.on_saved = on_saved
+    worker.on_faces_saved = on_faces_saved
     if bar:
         bar.show(tracker.processed)
     failure: Optional[StoreUnusable] = None
@@ -102,8 +122,9 @@ def _drain(worker: Worker, store, tracker: CheckpointTracker, config: Config, te
         failure = exc
     finally:
         worker.stop(drain=not signals.at_once and failure is None, abort=lambda: signals.at_once)
-        if bar:
-            bar.close()
+        for shown in (bar, faces["bar"]):
+            if shown:
+                shown.close()
     if failure is not None:
         log.error("scan_failed", error=str(failure), processed=tracker.processed, total=tracker.total_files)
         tracker.save("error")  # if the database still takes it: `facewatch resume` continues from it

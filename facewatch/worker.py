@@ -20,7 +20,7 @@ import structlog
 from facewatch.analysers import Analysers
 from facewatch.config import Config
 from facewatch.files import available, inside
-from facewatch.store import TRANSIENT, Claim, Embedded, FaceJob, Result, Store, StoreError
+from facewatch.store import TRANSIENT, Claim, Embedded, FaceJob, PeopleChanged, Result, Store, StoreError
 
 log = structlog.get_logger("facewatch.worker")
 
@@ -92,6 +92,7 @@ class Worker:
         self.claimant = claimant or f"{socket.gethostname()}:{os.getpid()}"
         self.analysers = analysers if analysers is not None else Analysers(config)
         self.on_saved = on_saved
+        self.on_faces_saved: Optional[Callable[[int], None]] = None  # called with the faces settled
         self.clock = clock
         self.inflight: deque[Batch] = deque()
         self.progress = Progress()
@@ -279,6 +280,8 @@ class Worker:
         except TRANSIENT as exc:
             self._store_failed(exc, now)
             return 0
+        except PeopleChanged:  # users edited people three times while we placed: next time
+            return 0
         for b in done:
             self.face_jobs.remove(b)
             for o in b.outcomes:
@@ -287,6 +290,8 @@ class Worker:
         embedded = sum(o.kind == "done" for o in outcomes)
         self.progress.faces_embedded += embedded
         log.info("faces_embedded", faces=embedded, jobs=len(done))
+        if self.on_faces_saved:
+            self.on_faces_saved(len(outcomes))
         return len(outcomes)
 
     def _outcomes_of(self, batch: FaceBatch) -> list[Embedded]:

@@ -137,14 +137,84 @@ def iou(a, b) -> float:
 
 
 # stores ---------------------------------------------------------------------------------------
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
+POSTGRES_ENV = "FACEWATCH_TEST_POSTGRES"  # a server's URL (.ci/run exports one); else one is started here
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """The URL of a real PostgreSQL server: $FACEWATCH_TEST_POSTGRES (which must connect), or one
+    started here on a throwaway data directory (Debian's postgresql; initdb runs as `postgres`
+    when we are root, since it refuses root)."""
+    import glob
+    import psycopg
+    url = os.environ.get(POSTGRES_ENV)
+    if url:
+        psycopg.connect(url, connect_timeout=10).close()  # set but unusable: an error, not a skip
+        yield url
+        return
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip(f"no PostgreSQL here: install Debian's postgresql, or set {POSTGRES_ENV} to a server's URL")
+    bin_dir = os.path.dirname(found[-1])
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix="facewatch-postgres-"))  # pytest's own is root's alone (0700)
+    as_user = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        os.chown(folder, *_postgres_ids())
+    port = _free_port()
+    data = folder / "data"
+    subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
+                    f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _postgres_ids() -> tuple[int, int]:
+    import pwd
+    entry = pwd.getpwnam("postgres")
+    return entry.pw_uid, entry.pw_gid
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A new, empty database on the server, dropped afterwards."""
+    import psycopg
+    name = f"facewatch_test_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = postgres_server.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=BACKENDS)
 def any_store(request, tmp_path):
     """A fresh, empty store of each backend, opened through open_store."""
     from facewatch.store import open_store
-    store = open_store(str(tmp_path / "db" / "facewatch.db"))
+    if request.param == "postgres":
+        database = request.getfixturevalue("postgres_url")
+    else:
+        database = str(tmp_path / "db" / "facewatch.db")
+    store = open_store(database)
     yield store
     store.close()
 

@@ -506,7 +506,7 @@ class SQLiteStore:
 
     def iter_files(self, flt: ExportFilter = ExportFilter()) -> Iterator[FileRecord]:
         """Every file matching `flt` with its faces, streamed in file order from one snapshot."""
-        where, args = ["1"], []
+        where, args = ["1=1"], []
         if flt.statuses:
             where.append("status IN (%s)" % ",".join("?" * len(flt.statuses)))
             args += list(flt.statuses)
@@ -719,7 +719,7 @@ class SQLiteStore:
 
     def rejections(self) -> list[tuple[int, int, bytes]]:
         return [(r[0], r[1], bytes(r[2])) for r in self.conn.execute(
-            "SELECT person_id, face_id, embedding FROM person_rejections ORDER BY rowid")]
+            "SELECT person_id, face_id, embedding FROM person_rejections ORDER BY person_id, face_id")]
 
     def save_embeddings(self, claimant: str, outcomes: list[Embedded], placements: dict[int, int],
                         now: float, version: int) -> dict[int, int]:
@@ -786,7 +786,7 @@ class SQLiteStore:
         rows = self.conn.execute(
             "SELECT x.face_id, f.path, x.idx, x.score, x.x, x.y, x.w, x.h FROM faces x JOIN files f USING (file_id) "
             "WHERE x.person_id = ? AND f.status = 'done' ORDER BY x.w * x.h * x.score DESC, x.face_id LIMIT ?",
-            (person_id, -1 if limit is None else limit)).fetchall()
+            (person_id, 2 ** 62 if limit is None else limit)).fetchall()
         return [PersonFace(r[0], _s(r[1]), r[2], r[3], tuple(r[4:8])) for r in rows]
 
     def person_photos(self, person_id: int) -> list[str]:
@@ -934,7 +934,7 @@ def _record_processed(c, file_id: int, worker_id: Optional[int], status: str, ru
     c.execute("INSERT INTO processed_files (file_id, worker_id, status, processed_timestamp, runs) "
               "VALUES (?, ?, ?, CURRENT_TIMESTAMP, ?) ON CONFLICT (file_id) DO UPDATE "
               "SET worker_id=excluded.worker_id, status=excluded.status, "
-              "processed_timestamp=excluded.processed_timestamp, runs=runs+excluded.runs",
+              "processed_timestamp=excluded.processed_timestamp, runs=processed_files.runs+excluded.runs",
               (file_id, worker_id, status, runs))
 
 

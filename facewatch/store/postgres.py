@@ -1,0 +1,433 @@
+"""The PostgreSQL store: one index shared by several hosts.
+
+PostgreSQL is the distributed engine, as in procrastinate and pgqueuer: claims are row locks
+(`FOR UPDATE SKIP LOCKED`) and leases are rows, so no two claimants ever lease one file; wake-ups
+are LISTEN/NOTIFY; the writers' lock and each watched root's reconcile lock are advisory locks,
+held by a connection of their own, so a host that dies lets go of them at once.
+
+The queries the SQLite backend uses are plain SQL both engines run; this backend reuses them
+through a connection that speaks SQLite's dialect (`?` parameters, `INSERT OR REPLACE`, `lastrowid`)
+and writes its own SQL where PostgreSQL must do something else: claims, locks, notifications,
+the schema and its checks.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from facewatch.store import FACES_PER_JOB, HEARTBEAT_STALE_S, Claim, FaceJob, Stats, group_jobs
+from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable)
+from facewatch.store.postgres_schema import MIGRATIONS
+from facewatch.store.sqlite import _CONSISTENCY, SQLiteStore, _s
+
+WRITERS_LOCK = 0x66616365  # "face": held shared by daemons, exclusively by one-shot runs
+MIGRATE_LOCK = 0x66616366
+CHANNEL = "facewatch_queue"
+CONNECT_TIMEOUT_S = 10
+
+
+def masked(url: str) -> str:
+    """The URL with its password, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# SQLite's dialect, as the shared queries speak it ------------------------------------------------
+_UPSERTS = {  # INSERT OR REPLACE INTO <table>: its key, and what replacing a row resets
+    "pending": ("file_id", {"not_before": "0", "attempts": "0", "claimed_by": "NULL", "claimed_until": "NULL"}),
+    "folder_marks": ("dir", {}),
+    "daemons": ("name", {}),
+}
+_IDENTITY = {"files": "file_id", "checkpoints": "checkpoint_id", "persons": "person_id"}
+_REPLACE = re.compile(r"INSERT OR REPLACE INTO (\w+) \(([^)]*)\)(.*)", re.S)
+_INSERT = re.compile(r"\s*INSERT INTO (\w+) ", re.S)
+
+
+@functools.lru_cache(maxsize=512)
+def dialect(sql: str) -> str:
+    """A query of the SQLite backend, as PostgreSQL takes it."""
+    sql = sql.replace("%", "%%").replace("?", "%s").replace("INDEXED BY faces_person ", "")
+    if sql.strip().upper() == "BEGIN IMMEDIATE":
+        return "BEGIN"
+    replace = _REPLACE.match(sql.strip())
+    if replace:
+        table, columns, rest = replace.groups()
+        key, resets = _UPSERTS[table]
+        names = [c.strip() for c in columns.split(",")]
+        sets = [f"{c}=excluded.{c}" for c in names if c != key] + [f"{c}={v}" for c, v in resets.items()]
+        sql = f"INSERT INTO {table} ({columns}){rest} ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}"
+    insert = _INSERT.match(sql)
+    if insert and insert.group(1) in _IDENTITY and "RETURNING" not in sql:
+        sql += f" RETURNING {_IDENTITY[insert.group(1)]}"
+    return sql
+
+
+class _Cursor:
+    def __init__(self, cursor):
+        self._cursor = cursor
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+    def __iter__(self):
+        return iter(self._cursor)
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self):
+        row = self._cursor.fetchone()
+        return row[0] if row else None
+
+
+class _Connection:
+    """A psycopg connection (autocommit: transactions are the caller's BEGIN and COMMIT) that
+    takes the shared queries as written."""
+
+    def __init__(self, conn):
+        self.raw = conn
+
+    def execute(self, sql: str, args=()) -> _Cursor:
+        return _Cursor(self.raw.execute(dialect(sql), tuple(args) if args else None))
+
+    def executemany(self, sql: str, rows) -> None:
+        rows = list(rows)
+        if rows:
+            with self.raw.cursor() as cur:
+                cur.executemany(dialect(sql), rows)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+# errors -----------------------------------------------------------------------------------------
+def translate(exc: Exception, display: str) -> StoreError:
+    import psycopg
+    from psycopg import errors
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, (errors.LockNotAvailable, errors.DeadlockDetected, errors.SerializationFailure,
+                        errors.QueryCanceled, errors.AdminShutdown, errors.CannotConnectNow)):
+        return StoreBusy(f"the database {display} is busy ({message})")
+    if isinstance(exc, (errors.DiskFull, errors.OutOfMemory, errors.TooManyConnections)):
+        return StoreBusy(f"the database {display} cannot take more now ({message})")
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return StoreUnavailable(f"the database {display} cannot be reached now ({message})")
+    if isinstance(exc, (errors.InsufficientPrivilege,)):
+        return StoreUnusable(f"the database {display} refuses facewatch ({message}): grant its user the "
+                             "rights to create tables and write them")
+    return StoreUnusable(f"the database {display} is damaged or another program's ({message}): check it with "
+                         "`facewatch check`")
+
+
+def _mapped(store, exc: Exception) -> Optional[StoreError]:
+    """The store's error for a psycopg error; None for what is a bug of ours (bad SQL)."""
+    import psycopg
+    if not isinstance(exc, psycopg.Error):
+        return None
+    if isinstance(exc, psycopg.ProgrammingError) and not isinstance(exc, psycopg.errors.UndefinedTable):
+        return None
+    store._forget_connection()
+    return translate(exc, store.display)
+
+
+def _wrap(func):
+    if inspect.isgeneratorfunction(func):
+        @functools.wraps(func)
+        def generator(self, *args, **kwargs):
+            try:
+                yield from func(self, *args, **kwargs)
+            except Exception as exc:
+                mapped = _mapped(self, exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+        return generator
+
+    @functools.wraps(func)
+    def method(self, *args, **kwargs):
+        try:
+            return func(self, *args, **kwargs)
+        except Exception as exc:
+            mapped = _mapped(self, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+    return method
+
+
+def translating(cls):
+    """Every public method, its own or the shared ones, raises the store's errors, never psycopg's."""
+    names = {name for klass in cls.__mro__[:-1] for name, member in vars(klass).items()
+             if callable(member) and not isinstance(member, (staticmethod, classmethod, type, property))
+             and (not name.startswith("_") or name == "__init__")}
+    for name in names:
+        setattr(cls, name, _wrap(getattr(cls, name)))
+    return cls
+
+
+@translating
+class PostgresStore(SQLiteStore):
+    def __init__(self, database: str, readonly: bool = False):
+        import psycopg  # noqa: F401  (a clear ImportError here if it is not installed)
+        self.database = database
+        self.display = masked(database)
+        self.readonly = readonly
+        self._local = threading.local()
+        self._all: list = []
+        self._lock = threading.Lock()
+        self._holder = None  # the connection holding the writers' lock
+        self._listener: Optional[threading.Thread] = None
+        self._closing = threading.Event()
+        self._connect_probe()
+        if not readonly:
+            self.migrate()
+        elif self._unapplied():
+            raise StoreUnusable(f"the database {self.display} has no facewatch index yet (or an older one): "
+                                "run `facewatch scan` or start the daemon")
+        self._check_columns()
+
+    # connections ------------------------------------------------------------------------------
+    def _raw(self):
+        import psycopg
+        try:
+            conn = psycopg.connect(self.database, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                   application_name="facewatch")
+        except psycopg.OperationalError as exc:
+            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+            raise StoreUnavailable(f"the database {self.display} cannot be reached ({message})") from None
+        if self.readonly:
+            conn.execute("SET default_transaction_read_only = on")
+        return conn
+
+    def _connect_probe(self) -> None:
+        self.conn.execute("SELECT 1")
+
+    @property
+    def conn(self) -> _Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.raw.closed:
+            conn = _Connection(self._raw())
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _forget_connection(self) -> None:
+        """After an error, this thread's connection may be broken: the next call makes a new one."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            try:
+                if conn.raw.info.transaction_status != 0:  # not idle: roll back what was left
+                    conn.raw.rollback()
+            except Exception:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+                self._local.conn = None
+
+    def _fresh_reader(self) -> _Connection:
+        return _Connection(self._raw())
+
+    def close(self) -> None:
+        self._closing.set()
+        super().close()
+        if self._holder is not None:
+            try:
+                self._holder.close()
+            except Exception:
+                pass
+            self._holder = None
+
+    # schema -----------------------------------------------------------------------------------
+    def _unapplied(self) -> list[str]:
+        exists = self.conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
+        applied = {r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")} if exists else set()
+        return [name for name, _ in MIGRATIONS if name not in applied]
+
+    def migrate(self) -> list[str]:
+        applied = []
+        with self._write() as c:
+            c.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))  # hosts starting together
+            c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+            done = {r[0] for r in c.execute("SELECT name FROM schema_migrations")}
+            newer = sorted(done - {name for name, _ in MIGRATIONS})
+            if newer:
+                raise StoreUnusable(f"the database {self.display} was made by a newer facewatch (schema changes "
+                                    f"this version does not know: {', '.join(newer)}): upgrade facewatch")
+            for name, steps in MIGRATIONS:
+                if name in done:
+                    continue
+                for step in steps:
+                    c.execute(step)
+                c.execute("INSERT INTO schema_migrations VALUES (?, to_char(now() AT TIME ZONE 'UTC', "
+                          "'YYYY-MM-DD\"T\"HH24:MI:SS+00:00'))", (name,))
+                applied.append(name)
+        return applied
+
+    def _check_columns(self) -> None:
+        from facewatch.store.sqlite_schema import EXPECTED
+        rows = self.conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                 "WHERE table_schema = current_schema()").fetchall()
+        have: dict = {}
+        for table, column in rows:
+            have.setdefault(table, set()).add(column)
+        for table, columns in EXPECTED.items():
+            if not columns <= have.get(table, set()):
+                lacking = ", ".join(sorted(columns - have.get(table, set()))) or "the whole table"
+                raise StoreUnusable(f"the database {self.display} is damaged or another program's: table {table} "
+                                    f"lacks {lacking}")
+
+    def migrations(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
+
+    # writers ----------------------------------------------------------------------------------
+    def lock(self, exclusive: bool) -> None:
+        """One-shot runs hold the writers' lock exclusively, daemons share it (several hosts)."""
+        holder = self._raw()
+        function = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+        if not holder.execute(f"SELECT {function}(%s)", (WRITERS_LOCK,)).fetchone()[0]:
+            holder.close()
+            who = "daemons are running on it" if exclusive else "a one-shot scan holds it"
+            raise DatabaseInUse(f"the database {self.display} is in use: {who}")
+        self._holder = holder
+        # claims of hosts that stopped heartbeating go back now; a one-shot run is alone: all of them
+        self.release_stale(float("inf") if exclusive else time.time())
+
+    def unlock(self) -> None:
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
+
+    def lock_held(self) -> Optional[bool]:
+        probe = self._raw()
+        try:
+            free = probe.execute("SELECT pg_try_advisory_lock(%s)", (WRITERS_LOCK,)).fetchone()[0]
+            return not free
+        finally:
+            probe.close()  # and with it the lock, if we took it
+
+    @contextmanager
+    def root_lock(self, root: str):
+        """An advisory lock per watched root: while one host reconciles it, others do not."""
+        key = zlib.crc32(root.encode("utf-8", "surrogateescape"))
+        holder = self._raw()
+        try:
+            yield bool(holder.execute("SELECT pg_try_advisory_lock(%s, %s)", (WRITERS_LOCK, key)).fetchone()[0])
+        finally:
+            holder.close()
+
+    def on_enqueued(self, callback) -> None:
+        """LISTEN: another host queued work, so an idle worker wakes at once."""
+        def listen():
+            while not self._closing.is_set():
+                conn = None
+                try:
+                    conn = self._raw()
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._closing.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            callback()
+                except Exception:  # the server went away: listen again once it is back
+                    self._closing.wait(2.0)
+                finally:
+                    if conn is not None:
+                        conn.close()
+        self._listener = threading.Thread(target=listen, name="pg-listen", daemon=True)
+        self._listener.start()
+
+    def enqueue(self, stats, now: float, force: bool = False) -> int:
+        queued = super().enqueue(stats, now, force)
+        if queued:
+            self.conn.execute(f"NOTIFY {CHANNEL}")
+        return queued
+
+    # queue: row locks, never two claimants on one file -----------------------------------------
+    def claim(self, claimant: str, limit: int, now: float, lease_s: float) -> list[Claim]:
+        with self._write() as c:
+            rows = c.execute(
+                "WITH ready AS (SELECT file_id FROM pending WHERE claimed_by IS NULL AND not_before <= ? "
+                "ORDER BY enqueued_at, file_id LIMIT ? FOR UPDATE SKIP LOCKED) "
+                "UPDATE pending p SET claimed_by = ?, claimed_until = ? FROM ready "
+                "WHERE p.file_id = ready.file_id RETURNING p.file_id, p.attempts, p.enqueued_at",
+                (now, limit, claimant, now + lease_s)).fetchall()
+            ids = [r[0] for r in rows]
+            if not ids:
+                return []
+            c.execute("UPDATE files SET status = 'processing' WHERE file_id = ANY(?)", (ids,))
+            files = {r[0]: (r[1], r[2]) for r in c.execute(
+                "SELECT file_id, path, content_hash FROM files WHERE file_id = ANY(?)", (ids,))}
+        rows.sort(key=lambda r: (r[2], r[0]))
+        return [Claim(r[0], _s(files[r[0]][0]), files[r[0]][1], r[1]) for r in rows]
+
+    def release_stale(self, now: float) -> int:
+        """Expired leases, and the claims of hosts that stopped heartbeating, go back to the queue."""
+        released = super().release_stale(now)
+        if now != float("inf"):
+            released += self.release_dead(now)
+        return released
+
+    def release_dead(self, now: float) -> int:
+        """Claims of daemons that stopped heartbeating (a host that died) go back to the queue."""
+        dead = ("(SELECT host || ':' || pid FROM daemons WHERE heartbeat_at IS NULL OR heartbeat_at <= ? "
+                "EXCEPT SELECT host || ':' || pid FROM daemons WHERE heartbeat_at > ?)")
+        stale = (now - HEARTBEAT_STALE_S, now - HEARTBEAT_STALE_S)
+        with self._write() as c:
+            ids = [r[0] for r in c.execute(
+                f"SELECT file_id FROM pending WHERE claimed_by IN {dead} FOR UPDATE SKIP LOCKED", stale)]
+            if ids:
+                c.execute("UPDATE pending SET claimed_by = NULL, claimed_until = NULL WHERE file_id = ANY(?)", (ids,))
+                c.execute("UPDATE files SET status = 'pending' WHERE file_id = ANY(?)", (ids,))
+            c.execute(f"UPDATE faces SET embed_claimed_by = NULL, embed_claimed_until = NULL "
+                      f"WHERE embed_claimed_by IN {dead}", stale)
+        return len(ids)
+
+    def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float) -> list[FaceJob]:
+        with self._write() as c:
+            rows = c.execute(
+                "SELECT x.face_id, x.file_id, x.x, x.y, x.w, x.h, x.embed_attempts FROM faces x "
+                "JOIN files f ON f.file_id = x.file_id AND f.status = 'done' "
+                "WHERE x.embed_state = 'waiting' AND x.embed_claimed_by IS NULL AND x.embed_not_before <= ? "
+                "ORDER BY x.face_id LIMIT ? FOR UPDATE OF x SKIP LOCKED", (now, limit * FACES_PER_JOB)).fetchall()
+            jobs = group_jobs(rows, limit)
+            leased = [face_id for job in jobs for face_id, _ in job[1]]
+            if not leased:
+                return []
+            c.execute("UPDATE faces SET embed_claimed_by = ?, embed_claimed_until = ? WHERE face_id = ANY(?)",
+                      (claimant, now + lease_s, leased))
+            files = {r[0]: (_s(r[1]), r[2]) for r in c.execute(
+                "SELECT file_id, path, content_hash FROM files WHERE file_id = ANY(?)", ([j[0] for j in jobs],))}
+        return [FaceJob(file_id, *files[file_id], tuple(faces), attempts) for file_id, faces, attempts in jobs]
+
+    # upkeep -----------------------------------------------------------------------------------
+    def maintain(self) -> None:
+        """Nothing to do: PostgreSQL's autovacuum keeps the tables."""
+
+    def check(self, full: bool = False) -> list[str]:
+        problems = []
+        try:
+            self._check_columns()
+        except StoreUnusable as exc:
+            return [f"schema: {exc}"]
+        problems += [f"index: {what}: {count}" for what, sql in _CONSISTENCY
+                     for (count,) in self.conn.execute(sql) if count]
+        return problems
+
+    def backup(self, out: str) -> Stats:
+        raise StoreError(f"back up the PostgreSQL index {self.display} with pg_dump (see the README)")
+
