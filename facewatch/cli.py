@@ -414,6 +414,43 @@ def find(ctx: click.Context, person: Optional[str], photo: Optional[str], limit:
     click.echo(f"{len(rows)} photo{'s' if len(rows) != 1 else ''}", err=True)
 
 
+@main.group()
+def db() -> None:
+    """The database itself: copy it elsewhere."""
+
+
+@db.command("copy")
+@click.option("--to", "target", required=True, metavar="DATABASE",
+              help="An SQLite file's path or a postgresql:// URL, new or empty.")
+@click.pass_context
+def db_copy(ctx: click.Context, target: str) -> None:
+    """Copy the whole index (files, faces, people, checkpoints) into another database, SQLite or
+    PostgreSQL either way; refused while a daemon or a scan holds either."""
+    from facewatch.copy import copy_index
+    from facewatch.store import StoreError, is_url, open_store
+    from facewatch.store.postgres import masked
+    config = _config(ctx)
+    if not is_url(target):
+        target = os.path.abspath(target)
+    with _database_errors(ctx, "; stop the daemon first (systemctl stop facewatch)"):
+        source = _existing(ctx, config)
+        source.close()
+        source = open_store(config.database)
+        started = time.monotonic()
+        try:
+            written = copy_index(source, target)
+        except StoreError as exc:
+            if "is not empty" in str(exc):
+                click.echo(f"facewatch: {exc}", err=True)
+                ctx.exit(1)
+            raise
+        finally:
+            source.close()
+    click.echo(f"copied {written['files']} files, {written['faces']} faces, {written['persons']} people, "
+               f"{written['checkpoints']} checkpoints and {written['processed_files']} processed_files rows "
+               f"to {masked(target)} in {time.monotonic() - started:.1f} s (counts verified)")
+
+
 @main.command("install-unit")
 @click.option("--output", default="/etc/systemd/system/facewatch.service", show_default=True,
               help="Where to write the unit; - for stdout.")
@@ -423,7 +460,13 @@ def install_unit(output: str, config_file: str) -> None:
     """Write the systemd unit, with ExecStart pointing at this installation of facewatch."""
     from facewatch.unit import render_unit, unit_warnings
     executable = os.path.join(sys.prefix, "bin", "facewatch")
-    text = render_unit(executable, config_file)
+    database = ""
+    if os.path.exists(config_file):
+        try:
+            database = load_config(config_file).database
+        except ConfigError as exc:
+            click.echo(f"facewatch: warning: {exc}", err=True)
+    text = render_unit(executable, config_file, database)
     for warning in unit_warnings(executable, config_file):
         click.echo(f"facewatch: warning: {warning}", err=True)
     if output == "-":

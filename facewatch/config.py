@@ -131,7 +131,8 @@ def parse_config(raw: Any, path: Path) -> Config:
                         for p in watch.paths)
     values["watch"] = replace(watch, paths=watch_paths)
     database = values["database"]
-    values["database"] = database if os.path.isabs(database) else str(base / database)
+    if not database.startswith(("postgresql://", "postgres://")):
+        values["database"] = database if os.path.isabs(database) else str(base / database)
     values["source"] = str(path)
     return Config(**values)
 
@@ -198,7 +199,12 @@ def _check(name: str, value: Any, fail) -> Any:
         return _bool(name, value, fail)
     if name == "database":
         if not isinstance(value, str) or not value:
-            raise fail(name, f"expected the path of the SQLite file, got {value!r}")
+            raise fail(name, f"expected the path of an SQLite file or a postgresql:// URL, got {value!r}")
+        if value.startswith(("postgresql://", "postgres://")):
+            return value
+        if "://" in value:
+            raise fail(name, f"expected the path of an SQLite file or a postgresql:// URL, got "
+                             f"{value.split('://')[0]}:// (only PostgreSQL servers are supported)")
         return os.path.expanduser(value)
     if name == "processing.workers":
         if value == "auto":

@@ -49,7 +49,11 @@ def reconcile(store: Store, roots: Iterable[str], watch: WatchConfig, now: float
             log.warning("reconcile_outage", path=root, reason="absent or unreadable; nothing marked missing")
             report.outages.append(root)
             continue
-        _reconcile_root(store, root, watch, now, settle_s, defer, quick, report)
+        with store.root_lock(root) as ours:
+            if not ours:  # several hosts share the database: one reconciles a root at a time
+                log.info("reconcile_skipped", path=root, reason="another host is reconciling it")
+                continue
+            _reconcile_root(store, root, watch, now, settle_s, defer, quick, report)
     report.seconds = time.perf_counter() - started
     log.info("reconcile_finished", quick=quick, seen=report.seen, queued=report.queued, missing=report.missing,
              deferred=report.deferred, outages=len(report.outages), seconds=round(report.seconds, 3))

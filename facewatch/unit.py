@@ -7,10 +7,37 @@ from importlib import resources
 TEMPLATE_EXEC = "ExecStart=/opt/facewatch/bin/facewatch --config /etc/facewatch/config.yaml run"
 
 
-def render_unit(executable: str, config_file: str) -> str:
+def render_unit(executable: str, config_file: str, database: str = "") -> str:
+    """The unit for this installation; a PostgreSQL `database` (a URL) opens TCP to its server only."""
     template = resources.files("facewatch").joinpath("facewatch.service").read_text(encoding="utf-8")
     assert TEMPLATE_EXEC in template, "the unit template lost its ExecStart line"
-    return template.replace(TEMPLATE_EXEC, f"ExecStart={executable} --config {config_file} run")
+    text = template.replace(TEMPLATE_EXEC, f"ExecStart={executable} --config {config_file} run")
+    if database.startswith(("postgresql://", "postgres://")):
+        text = with_network(text, database)
+    return text
+
+
+def with_network(text: str, url: str) -> str:
+    """The hardened unit, allowed to reach the PostgreSQL server of `url` and nothing else (when
+    the server is named by address; a host name cannot be, so any address is allowed then)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+    host = urlsplit(url).hostname or ""
+    for old, new in (
+            ("After=local-fs.target remote-fs.target",
+             "After=local-fs.target remote-fs.target network-online.target\nWants=network-online.target"),
+            ("PrivateNetwork=yes\n", ""),
+            ("RestrictAddressFamilies=AF_UNIX", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"),
+            ("# hardening: facewatch reads photos, writes /var/lib/facewatch and talks to nobody",
+             f"# hardening: facewatch reads photos and talks to its PostgreSQL server ({host}) only")):
+        assert old in text, f"the unit template lost {old!r}"
+        text = text.replace(old, new)
+    try:
+        address = ipaddress.ip_address(host)
+        text = text.replace("IPAddressDeny=any", f"IPAddressDeny=any\nIPAddressAllow={address}")
+    except ValueError:  # a name (or a socket folder): the addresses it resolves to may change
+        text = text.replace("IPAddressDeny=any\n", "")
+    return text
 
 
 def unit_warnings(executable: str, config_file: str) -> list[str]:

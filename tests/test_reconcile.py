@@ -1,4 +1,4 @@
-"""Reconcile: what changed while nobody watched, on real folders and a real SQLite store."""
+"""Reconcile: what changed while nobody watched, on real folders and a real store of each backend."""
 import os
 import shutil
 import subprocess
@@ -7,15 +7,17 @@ import time
 
 import pytest
 
-from conftest import NO_DAC, write_config
+from conftest import BACKENDS, NO_DAC, write_config
 from facewatch.config import load_config
 from facewatch.reconcile import reconcile
 from facewatch.store import Result, open_store
 
 
-@pytest.fixture
-def env(tmp_path):
-    config = load_config(str(write_config(tmp_path)))
+@pytest.fixture(params=BACKENDS)
+def env(request, tmp_path):
+    database = request.getfixturevalue("postgres_url") if request.param == "postgres" \
+        else str(tmp_path / "state" / "facewatch.db")
+    config = load_config(str(write_config(tmp_path, database=database)))
     store = open_store(config.database)
     yield config, store, tmp_path / "photos"
     store.close()

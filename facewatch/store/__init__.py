@@ -26,6 +26,23 @@ HEARTBEAT_STALE_S = 15.0  # a daemon whose heartbeat is older than this is not r
 FACES_PER_JOB = 1
 
 
+# the tables a copy between backends carries, parents first, with their columns
+COPIED = {
+    "files": ["file_id", "path", "dir", "size", "mtime_ns", "ctime_ns", "status", "width", "height",
+              "face_count", "content_hash", "error", "processed_at", "updated_at"],
+    "pending": ["file_id", "enqueued_at", "not_before", "attempts", "claimed_by", "claimed_until"],
+    "persons": ["person_id", "name", "created_at"],
+    "faces": ["face_id", "file_id", "idx", "score", "x", "y", "w", "h", "keypoints", "embedding", "embed_state",
+              "embed_error", "embed_attempts", "embed_not_before", "embed_claimed_by", "embed_claimed_until",
+              "person_id"],
+    "person_rejections": ["person_id", "face_id", "embedding"],
+    "checkpoints": ["checkpoint_id", "batch_number", "processed_files_count", "status", "metadata", "created_at",
+                    "kind", "last_file_id"],
+    "processed_files": ["file_id", "worker_id", "status", "processed_timestamp", "runs"],
+    "folder_marks": ["dir", "mtime_ns"],
+}
+
+
 def iso(ts: float) -> str:
     """A time in seconds since the epoch as the store writes times: ISO 8601, UTC, whole seconds."""
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")

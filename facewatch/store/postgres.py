@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from facewatch.store import FACES_PER_JOB, HEARTBEAT_STALE_S, Claim, FaceJob, Stats, group_jobs
+from facewatch.store import FACES_PER_JOB, HEARTBEAT_STALE_S, Claim, FaceJob, Stats, group_jobs, iso
 from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable)
 from facewatch.store.postgres_schema import MIGRATIONS
 from facewatch.store.sqlite import _CONSISTENCY, SQLiteStore, _s
@@ -325,10 +325,11 @@ class PostgresStore(SQLiteStore):
     @contextmanager
     def root_lock(self, root: str):
         """An advisory lock per watched root: while one host reconciles it, others do not."""
-        key = zlib.crc32(root.encode("utf-8", "surrogateescape"))
+        key = zlib.crc32(root.encode("utf-8", "surrogateescape")) - 2 ** 31  # the two-key form takes int4s
         holder = self._raw()
         try:
-            yield bool(holder.execute("SELECT pg_try_advisory_lock(%s, %s)", (WRITERS_LOCK, key)).fetchone()[0])
+            yield bool(holder.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)",
+                                      (WRITERS_LOCK, key)).fetchone()[0])
         finally:
             holder.close()
 
@@ -352,10 +353,26 @@ class PostgresStore(SQLiteStore):
         self._listener.start()
 
     def enqueue(self, stats, now: float, force: bool = False) -> int:
-        queued = super().enqueue(stats, now, force)
+        """As SQLite's, safe with other hosts queueing the same files at once: rows are locked in
+        path order (no deadlock between two hosts' batches), a row another host just made is
+        taken as found. Idle hosts are woken."""
+        queued = super().enqueue(sorted(stats, key=lambda st: st.path), now, force)
         if queued:
             self.conn.execute(f"NOTIFY {CHANNEL}")
         return queued
+
+    def _enqueue_one(self, c, st, now: float, force: bool) -> int:
+        from facewatch.store.sqlite import _b
+        from os.path import dirname
+        row = c.execute("INSERT INTO files (path, dir, size, mtime_ns, ctime_ns, status, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (path) DO NOTHING RETURNING file_id",
+                        (_b(st.path), _b(dirname(st.path)), st.size, st.mtime_ns, st.ctime_ns,
+                         iso(now))).fetchone()
+        if row is not None:
+            c.execute("INSERT INTO pending (file_id, enqueued_at) VALUES (?, ?)", (row[0], now))
+            return 1
+        c.execute("SELECT 1 FROM files WHERE path = ? FOR UPDATE", (_b(st.path),))
+        return super()._enqueue_one(c, st, now, force)
 
     # queue: row locks, never two claimants on one file -----------------------------------------
     def claim(self, claimant: str, limit: int, now: float, lease_s: float) -> list[Claim]:
@@ -382,19 +399,38 @@ class PostgresStore(SQLiteStore):
             released += self.release_dead(now)
         return released
 
+    def daemon_started(self, daemon) -> None:
+        super().daemon_started(daemon)
+        if self._holder is not None:  # while this connection holds the writers' lock, the daemon lives
+            with self._write() as c:
+                c.execute("UPDATE daemons SET backend_pid = ? WHERE name = ?",
+                          (self._holder.info.backend_pid, daemon.name))
+
+    def daemons(self) -> list:
+        """As registered; one whose lock connection is gone (killed) has no heartbeat, whatever it wrote last."""
+        from dataclasses import replace
+        rows = super().daemons()
+        holders = {r[0]: r[1] for r in self.conn.execute(
+            "SELECT name, backend_pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+            "AND objid = ? AND granted) FROM daemons", (WRITERS_LOCK,))}
+        return [d if holders.get(d.name) else replace(d, heartbeat_at=None) for d in rows]
+
     def release_dead(self, now: float) -> int:
-        """Claims of daemons that stopped heartbeating (a host that died) go back to the queue."""
-        dead = ("(SELECT host || ':' || pid FROM daemons WHERE heartbeat_at IS NULL OR heartbeat_at <= ? "
-                "EXCEPT SELECT host || ':' || pid FROM daemons WHERE heartbeat_at > ?)")
-        stale = (now - HEARTBEAT_STALE_S, now - HEARTBEAT_STALE_S)
+        """Claims of daemons that died go back to the queue: a daemon is dead once the connection
+        holding its share of the writers' lock is gone (a killed process's at once, a lost host's
+        when the server notices) or once it stops heartbeating."""
+        dead = ("(SELECT name FROM daemons WHERE stopped_at IS NOT NULL OR heartbeat_at IS NULL "
+                "OR heartbeat_at <= ? OR backend_pid IS NULL OR backend_pid NOT IN (SELECT pid FROM pg_locks "
+                "WHERE locktype = 'advisory' AND classid = 0 AND objid = ? AND granted))")
+        args = (now - HEARTBEAT_STALE_S, WRITERS_LOCK)
         with self._write() as c:
             ids = [r[0] for r in c.execute(
-                f"SELECT file_id FROM pending WHERE claimed_by IN {dead} FOR UPDATE SKIP LOCKED", stale)]
+                f"SELECT file_id FROM pending WHERE claimed_by IN {dead} FOR UPDATE SKIP LOCKED", args)]
             if ids:
                 c.execute("UPDATE pending SET claimed_by = NULL, claimed_until = NULL WHERE file_id = ANY(?)", (ids,))
                 c.execute("UPDATE files SET status = 'pending' WHERE file_id = ANY(?)", (ids,))
             c.execute(f"UPDATE faces SET embed_claimed_by = NULL, embed_claimed_until = NULL "
-                      f"WHERE embed_claimed_by IN {dead}", stale)
+                      f"WHERE embed_claimed_by IN {dead}", args)
         return len(ids)
 
     def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float) -> list[FaceJob]:
@@ -413,6 +449,13 @@ class PostgresStore(SQLiteStore):
             files = {r[0]: (_s(r[1]), r[2]) for r in c.execute(
                 "SELECT file_id, path, content_hash FROM files WHERE file_id = ANY(?)", ([j[0] for j in jobs],))}
         return [FaceJob(file_id, *files[file_id], tuple(faces), attempts) for file_id, faces, attempts in jobs]
+
+    def _after_load(self, c) -> None:
+        """Rows came in with their ids: the identity sequences go on after the largest."""
+        for table, column in (("files", "file_id"), ("faces", "face_id"), ("persons", "person_id"),
+                              ("checkpoints", "checkpoint_id")):
+            c.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                      f"(SELECT COALESCE(max({column}), 0) + 1 FROM {table}), false)")
 
     # upkeep -----------------------------------------------------------------------------------
     def maintain(self) -> None:

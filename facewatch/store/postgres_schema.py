@@ -68,7 +68,8 @@ MIGRATIONS = [
             started_at TEXT,
             heartbeat_at DOUBLE PRECISION,
             stopped_at TEXT,
-            worker_only INTEGER NOT NULL DEFAULT 0)""",
+            worker_only INTEGER NOT NULL DEFAULT 0,
+            backend_pid INTEGER)              -- the server process of its lock's connection""",
     ]),
     ("0004_checkpoint_columns", [
         "ALTER TABLE checkpoints ADD COLUMN last_file_id BIGINT",
@@ -98,19 +99,3 @@ MIGRATIONS = [
         "INSERT INTO people_meta VALUES (1, 0)",
     ]),
 ]
-
-# the tables a copy between backends carries, parents first, with their columns
-TABLES = {
-    "files": ["file_id", "path", "dir", "size", "mtime_ns", "ctime_ns", "status", "width", "height",
-              "face_count", "content_hash", "error", "processed_at", "updated_at"],
-    "pending": ["file_id", "enqueued_at", "not_before", "attempts", "claimed_by", "claimed_until"],
-    "persons": ["person_id", "name", "created_at"],
-    "faces": ["face_id", "file_id", "idx", "score", "x", "y", "w", "h", "keypoints", "embedding", "embed_state",
-              "embed_error", "embed_attempts", "embed_not_before", "embed_claimed_by", "embed_claimed_until",
-              "person_id"],
-    "person_rejections": ["person_id", "face_id", "embedding"],
-    "checkpoints": ["checkpoint_id", "batch_number", "processed_files_count", "status", "metadata", "created_at",
-                    "kind", "last_file_id"],
-    "processed_files": ["file_id", "worker_id", "status", "processed_timestamp", "runs"],
-    "folder_marks": ["dir", "mtime_ns"],
-}

@@ -16,7 +16,7 @@ from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FACES_PER_JOB, FAI
                              FileRecord, FileStat, IndexedFace, Known, PeopleChanged, PeopleError, Person, PersonFace,
                              Result, Source, Stats, checkpoint_status, group_jobs, iso, needs_analysis, pick_person,
                              plan_save, same_person)
-from facewatch.store.errors import StoreUnusable
+from facewatch.store.errors import StoreError, StoreUnusable
 from facewatch.store.sqlite_errors import translating
 from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
 
@@ -849,6 +849,44 @@ class SQLiteStore:
             c.execute("UPDATE faces SET person_id=NULL WHERE face_id=?", (face_id,))
             c.execute("UPDATE people_meta SET version = version + 1")
         return person_id
+
+    # moving an index ----------------------------------------------------------------------------
+    def dump(self, table: str, columns: list[str]) -> Iterator[tuple]:
+        """Every row of `table` (one of COPIED), in key order, from one snapshot."""
+        conn = self._fresh_reader()
+        try:
+            yield from conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {columns[0]}")
+        finally:
+            conn.close()
+
+    def load(self, tables: Iterable[tuple[str, list[str], Iterable[tuple]]]) -> dict[str, int]:
+        """Write the rows of each (table, columns, rows), ids kept, in one transaction into an empty
+        index; returns the rows written per table."""
+        written = {}
+        with self._write() as c:
+            if c.execute("SELECT (SELECT count(*) FROM files) + (SELECT count(*) FROM checkpoints)").fetchone()[0]:
+                raise StoreError(f"the database {self.display} is not empty: copy into a new one")
+            for table, columns, rows in tables:
+                sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                written[table] = 0
+                chunk = []
+                for row in rows:
+                    chunk.append(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
+                    if len(chunk) >= 1000:
+                        c.executemany(sql, chunk)
+                        written[table] += len(chunk)
+                        chunk = []
+                c.executemany(sql, chunk)
+                written[table] += len(chunk)
+            c.execute("UPDATE people_meta SET version = version + 1")
+            self._after_load(c)
+        return written
+
+    def _after_load(self, c) -> None:
+        """What the backend needs after rows came in with their ids (SQLite: nothing)."""
+
+    def count_rows(self, table: str) -> int:
+        return self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     # upkeep -----------------------------------------------------------------------------------
     def maintain(self) -> None:

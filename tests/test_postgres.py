@@ -1,0 +1,132 @@
+"""facewatch on a real PostgreSQL: the daemon, kill -9, two hosts sharing one queue, moving an index.
+
+The second host is a second daemon in its own UTS namespace (`unshare --uts`, as root), so it
+has a host name of its own, with the same photo folder at the same path, on the same server.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import psycopg
+import pytest
+
+from conftest import (FACEWATCH, DaemonProcess, export, facewatch, make_variants, status, wait_until,
+                      write_config)
+
+pytestmark = pytest.mark.slow
+
+
+def query(url: str, sql: str, *args):
+    with psycopg.connect(url, autocommit=True) as c:
+        return c.execute(sql, args or None).fetchall()
+
+
+def settled(config, total: int) -> bool:
+    s = status(config)
+    return s["files"]["done"] == total and s["queue"] == {"pending": 0, "processing": 0}
+
+
+def test_the_daemon_on_postgresql(tmp_path, daemon, photo_dir, postgres_url):
+    config = write_config(tmp_path, database=postgres_url.replace("postgres@", "postgres:s3cret@"))
+    d = daemon(config)
+    make_variants(photo_dir, tmp_path / "photos", 20, seed=1)
+    wait_until(lambda: settled(config, 20), timeout=60, message="20 photos done")
+    s = status(config)
+    assert s["daemon"]["running"] and s["faces"] == 20
+    assert "s3cret" not in s["database"] and ":***@" in s["database"]
+    assert [x["running"] for x in s["daemons"]] == [True]
+    assert "s3cret" not in d.log_path.read_text()
+    assert d.stop() == 0
+    assert status(config)["daemon"]["running"] is False
+    scan = facewatch(config, "check")
+    assert scan.returncode == 0 and "20 files, 20 faces" in scan.stdout
+
+
+def test_kill_9_on_postgresql_loses_and_duplicates_nothing(tmp_path, daemon, photo_dir, postgres_url):
+    config = write_config(tmp_path, database=postgres_url, processing={"batch_size": 16})
+    paths = make_variants(photo_dir, tmp_path / "photos", 300, side=1600, seed=4)
+    rng = random.Random(9)
+    kills = 0
+    while kills < 6:
+        d = daemon(config, wait_ready=False)
+        time.sleep(rng.uniform(0.3, 1.5))
+        d.kill()
+        kills += 1
+    done = query(postgres_url, "SELECT count(*) FROM files WHERE status = 'done'")[0][0]
+    assert done < len(paths), "the work finished before the kills were done: use more photos"
+    d = daemon(config)
+    # the killed daemons' claims come back at once: their lock connections are gone
+    wait_until(lambda: settled(config, len(paths)), timeout=90, message="everything done after the kills")
+    assert d.stop() == 0
+    rows = query(postgres_url, "SELECT f.path, count(x.face_id) FROM files f LEFT JOIN faces x USING (file_id) "
+                               "GROUP BY f.file_id")
+    assert len(rows) == len(paths) and all(n == 1 for _, n in rows)
+    analyses = query(postgres_url, "SELECT sum(runs) FROM processed_files")[0][0]
+    assert len(paths) <= analyses <= len(paths) + kills * 2 * 16
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="a second host identity needs root and unshare (a UTS namespace of its own)")
+def test_two_hosts_share_one_queue_and_one_killed_loses_nothing(tmp_path, daemon, photo_dir, postgres_url):
+    config = write_config(tmp_path, database=postgres_url, processing={"batch_size": 8, "workers": 1})
+    a = daemon(config)
+    b = DaemonProcess(config, tmp_path / "host-b.log").start(
+        prefix=["unshare", "--uts", "sh", "-c", 'hostname facewatch-host-b && exec "$0" "$@"'])
+    try:
+        hosts = {x["host"] for x in status(config)["daemons"] if x["running"]}
+        assert len(hosts) == 2 and "facewatch-host-b" in hosts
+        paths = make_variants(photo_dir, tmp_path / "photos", 500, side=900, seed=6)
+        wait_until(lambda: query(postgres_url, "SELECT count(*) FROM files WHERE status = 'done'")[0][0] >= 100,
+                   timeout=120, interval=0.05, message="a backlog under way")
+        claimants = {r[0].split(":")[0] for r in query(postgres_url, "SELECT DISTINCT claimed_by FROM pending "
+                                                                     "WHERE claimed_by IS NOT NULL")}
+        b.kill()  # SIGKILL, mid-backlog, with claims
+        wait_until(lambda: settled(config, len(paths)), timeout=180, interval=0.5,
+                   message="host a finishing host b's share")
+        s = status(config)
+        assert {x["host"]: x["running"] for x in s["daemons"]}.get("facewatch-host-b") is False, s["daemons"]
+        by_host = query(postgres_url, "SELECT count(DISTINCT worker_id) FROM processed_files")[0][0]
+        assert by_host >= 2  # both hosts' analysers did some of the work
+    finally:
+        if b.proc.poll() is None:
+            b.kill()
+    assert a.stop() == 0
+    assert claimants  # seen while both worked
+    rows = query(postgres_url, "SELECT count(*), count(DISTINCT file_id) FROM faces")[0]
+    assert rows[0] == rows[1] == len(paths)  # one result set per file
+    analyses = query(postgres_url, "SELECT sum(runs) FROM processed_files")[0][0]
+    assert len(paths) <= analyses <= len(paths) + 2 * 8  # only host b's batches in flight ran twice
+    # the same faces as one host alone, on SQLite
+    (tmp_path / "single").mkdir()
+    single = write_config(tmp_path / "single", watch={"paths": [str(tmp_path / "photos")]})
+    facewatch(single, "scan", timeout=300)
+    shared, alone = export(config), export(single)
+    assert shared.keys() == alone.keys()
+    assert all([f["bbox"] for f in shared[p]["faces"]] == [f["bbox"] for f in alone[p]["faces"]] for p in alone)
+
+
+def test_db_copy_from_sqlite_to_postgresql_and_back(tmp_path, photo_dir, postgres_url):
+    config = write_config(tmp_path)
+    make_variants(photo_dir, tmp_path / "photos", 30, seed=2)
+    facewatch(config, "scan")
+    out = facewatch(config, "db", "copy", "--to", postgres_url)
+    assert "copied 30 files" in out.stdout and "30 faces" in out.stdout
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "back").mkdir()
+    on_postgres = write_config(tmp_path / "pg", database=postgres_url, watch={"paths": [str(tmp_path / "photos")]})
+    assert export(on_postgres) == export(config)
+    again = facewatch(config, "db", "copy", "--to", postgres_url, check=False)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    back = tmp_path / "back.db"
+    facewatch(on_postgres, "db", "copy", "--to", str(back))
+    restored = write_config(tmp_path / "back", database=str(back), watch={"paths": [str(tmp_path / "photos")]})
+    assert export(restored) == export(config)
+    assert status(restored)["checkpoint"]["status"] == "completed"
+    # the copy works on: a new photo is analysed and gets a new id
+    make_variants(photo_dir, tmp_path / "photos", 31, seed=2)
+    facewatch(on_postgres, "scan")
+    assert status(on_postgres)["files"]["done"] == 31
