@@ -102,7 +102,8 @@ def test_a_change_during_processing_discards_the_stale_result(store):
 
 def test_failed_missing_and_retry_results(store):
     store.enqueue([st("/p/bad.jpg"), st("/p/gone.jpg"), st("/p/busy.jpg")], now=1)
-    bad, gone, busy = store.claim("w", 3, now=1, lease_s=60)
+    claims = {c.path: c for c in store.claim("w", 3, now=1, lease_s=60)}
+    bad, gone, busy = claims["/p/bad.jpg"], claims["/p/gone.jpg"], claims["/p/busy.jpg"]
     store.save("w", [Result(bad.file_id, "failed", error="not an image: the file holds text"),
                      Result(gone.file_id, "missing"),
                      Result(busy.file_id, "retry", error="I/O error", retry_after_s=30)], now=2)
@@ -190,7 +191,8 @@ def test_processed_at_is_when_the_faces_were_computed(store):
 
 def test_moved_result_hands_the_old_row_its_new_path(store):
     store.enqueue([st("/p/old.jpg"), st("/p/new.jpg")], now=1)
-    old, new = store.claim("w", 2, now=1, lease_s=60)
+    claims = {c.path: c for c in store.claim("w", 2, now=1, lease_s=60)}
+    old, new = claims["/p/old.jpg"], claims["/p/new.jpg"]
     store.save("w", [Result(old.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=3, height=4,
                             faces=(FACE,), content_hash="same", worker_id=5)], now=2)
     store.save("w", [Result(new.file_id, "moved", size=1, mtime_ns=2, ctime_ns=2, content_hash="same",

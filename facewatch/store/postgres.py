@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
+import os
 import re
 import threading
 import time
@@ -22,10 +24,11 @@ from contextlib import contextmanager
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from facewatch.store import FACES_PER_JOB, HEARTBEAT_STALE_S, Claim, FaceJob, Stats, group_jobs, iso
+from facewatch.store import (DETECTED, FACES_PER_JOB, HEARTBEAT_STALE_S, Claim, FaceJob, Stats, group_jobs, iso,
+                             plan_save, same_person)
 from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable)
 from facewatch.store.postgres_schema import MIGRATIONS
-from facewatch.store.sqlite import _CONSISTENCY, SQLiteStore, _s
+from facewatch.store.sqlite import _CONSISTENCY, SQLiteStore, _b, _s
 
 WRITERS_LOCK = 0x66616365  # "face": held shared by daemons, exclusively by one-shot runs
 MIGRATE_LOCK = 0x66616366
@@ -353,26 +356,79 @@ class PostgresStore(SQLiteStore):
         self._listener.start()
 
     def enqueue(self, stats, now: float, force: bool = False) -> int:
-        """As SQLite's, safe with other hosts queueing the same files at once: rows are locked in
-        path order (no deadlock between two hosts' batches), a row another host just made is
-        taken as found. Idle hosts are woken."""
-        queued = super().enqueue(sorted(stats, key=lambda st: st.path), now, force)
-        if queued:
-            self.conn.execute(f"NOTIFY {CHANNEL}")
+        """As SQLite's, in set statements: new files in one INSERT, the rest one by one; safe with
+        other hosts queueing the same files at once (rows locked in path order, so two hosts'
+        batches never deadlock; a row another host just made is taken as found). Idle hosts are woken."""
+        stats = sorted(stats, key=lambda st: st.path)
+        if not stats:
+            return 0
+        with self._write() as c:
+            paths = [_b(st.path) for st in stats]
+            rows = c.raw.execute(
+                "INSERT INTO files (path, dir, size, mtime_ns, ctime_ns, status, updated_at) "
+                "SELECT p, d, s, m, t, 'pending', %s FROM unnest(%s::bytea[], %s::bytea[], %s::int8[], "
+                "%s::int8[], %s::int8[]) AS n(p, d, s, m, t) ORDER BY p ON CONFLICT (path) DO NOTHING "
+                "RETURNING file_id, path",
+                (iso(now), paths, [_b(os.path.dirname(st.path)) for st in stats], [st.size for st in stats],
+                 [st.mtime_ns for st in stats], [st.ctime_ns for st in stats])).fetchall()
+            c.raw.execute("INSERT INTO pending (file_id, enqueued_at) SELECT unnest(%s::int8[]), %s",
+                          ([r[0] for r in rows], now))
+            made = {bytes(r[1]) for r in rows}
+            queued = len(rows)
+            for st, path in zip(stats, paths):
+                if path not in made:
+                    c.execute("SELECT 1 FROM files WHERE path = ? FOR UPDATE", (path,))
+                    queued += SQLiteStore._enqueue_one(self, c, st, now, force)
+            if queued:
+                c.execute(f"NOTIFY {CHANNEL}")
         return queued
 
-    def _enqueue_one(self, c, st, now: float, force: bool) -> int:
-        from facewatch.store.sqlite import _b
-        from os.path import dirname
-        row = c.execute("INSERT INTO files (path, dir, size, mtime_ns, ctime_ns, status, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (path) DO NOTHING RETURNING file_id",
-                        (_b(st.path), _b(dirname(st.path)), st.size, st.mtime_ns, st.ctime_ns,
-                         iso(now))).fetchone()
-        if row is not None:
-            c.execute("INSERT INTO pending (file_id, enqueued_at) VALUES (?, ?)", (row[0], now))
-            return 1
-        c.execute("SELECT 1 FROM files WHERE path = ? FOR UPDATE", (_b(st.path),))
-        return super()._enqueue_one(c, st, now, force)
+    def save(self, claimant: str, results: list, now: float) -> int:
+        """As SQLite's; the common case, new faces for files whose claim is ours, in set statements."""
+        with self._write() as c:
+            owned = {r[0] for r in c.raw.execute(
+                "SELECT file_id FROM pending WHERE file_id = ANY(%s) AND claimed_by = %s FOR UPDATE",
+                ([r.file_id for r in results], claimant))}
+            mine = [r for r in results if r.file_id in owned]
+            detected = [r for r in mine if plan_save(r) == DETECTED]
+            for r in mine:
+                if plan_save(r) != DETECTED:
+                    source = self._status(c, r.source_id) if r.source_id is not None else None
+                    self._apply(c, plan_save(r, source), r, now)
+            if detected:
+                self._detected(c.raw, detected, now)
+        return len(mine)
+
+    @staticmethod
+    def _detected(raw, results: list, now: float) -> None:
+        """DETECTED for many files at once: what SQLiteStore._apply and _done do for one."""
+        ids = [r.file_id for r in results]
+        before: dict = {}
+        for file_id, *rest in raw.execute("SELECT file_id, x, y, w, h, person_id FROM faces "
+                                          "WHERE file_id = ANY(%s) AND person_id IS NOT NULL", (ids,)):
+            before.setdefault(file_id, []).append(tuple(rest))
+        raw.execute("DELETE FROM pending WHERE file_id = ANY(%s)", (ids,))
+        raw.execute("DELETE FROM faces WHERE file_id = ANY(%s)", (ids,))
+        faces = [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]),
+                  same_person(f.bbox, before.get(r.file_id, []))) for r in results for i, f in enumerate(r.faces)]
+        if faces:
+            columns = list(zip(*faces))
+            raw.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, person_id) "
+                        "SELECT * FROM unnest(%s::int8[], %s::int4[], %s::float8[], %s::int4[], %s::int4[], "
+                        "%s::int4[], %s::int4[], %s::text[], %s::int8[])", [list(col) for col in columns])
+        raw.execute("UPDATE files f SET status = 'done', error = NULL, size = n.s, mtime_ns = n.m, ctime_ns = n.t, "
+                    "content_hash = n.h, width = n.w, height = n.ht, face_count = n.c, processed_at = %s, "
+                    "updated_at = %s FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::text[], "
+                    "%s::int4[], %s::int4[], %s::int4[]) AS n(id, s, m, t, h, w, ht, c) WHERE f.file_id = n.id",
+                    (iso(now), iso(now), ids, [r.size for r in results], [r.mtime_ns for r in results],
+                     [r.ctime_ns for r in results], [r.content_hash for r in results], [r.width for r in results],
+                     [r.height for r in results], [len(r.faces) for r in results]))
+        raw.execute("INSERT INTO processed_files (file_id, worker_id, status, processed_timestamp, runs) "
+                    "SELECT id, w, k, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 1 "
+                    "FROM unnest(%s::int8[], %s::int8[], %s::text[]) AS n(id, w, k) ON CONFLICT (file_id) DO UPDATE "
+                    "SET worker_id = excluded.worker_id, status = excluded.status, "
+                    "processed_timestamp = excluded.processed_timestamp, runs = processed_files.runs + 1",
+                    (ids, [r.worker_id for r in results], [r.kind for r in results]))
 
     # queue: row locks, never two claimants on one file -----------------------------------------
     def claim(self, claimant: str, limit: int, now: float, lease_s: float) -> list[Claim]:
@@ -411,9 +467,9 @@ class PostgresStore(SQLiteStore):
         from dataclasses import replace
         rows = super().daemons()
         holders = {r[0]: r[1] for r in self.conn.execute(
-            "SELECT name, backend_pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
-            "AND objid = ? AND granted) FROM daemons", (WRITERS_LOCK,))}
-        return [d if holders.get(d.name) else replace(d, heartbeat_at=None) for d in rows]
+            "SELECT name, backend_pid IS NULL OR backend_pid IN (SELECT pid FROM pg_locks WHERE "
+            "locktype = 'advisory' AND classid = 0 AND objid = ? AND granted) FROM daemons", (WRITERS_LOCK,))}
+        return [d if holders.get(d.name, True) else replace(d, heartbeat_at=None) for d in rows]
 
     def release_dead(self, now: float) -> int:
         """Claims of daemons that died go back to the queue: a daemon is dead once the connection
