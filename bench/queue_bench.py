@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +24,21 @@ from facewatch.store import Face, FileStat, Result, open_store  # noqa: E402
 FACE = Face(0.9, (10, 20, 30, 40), ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12)))
 
 
+def claimer(database: str, n: int, batch: int, results) -> None:
+    """Claim and save until the queue is empty; report the ids claimed."""
+    mine = open_store(database)
+    name, ids = f"bench:{n}", []
+    while True:
+        claims = mine.claim(name, batch, now=2.0, lease_s=600)
+        if not claims:
+            break
+        ids += [c.file_id for c in claims]
+        mine.save(name, [Result(c.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, content_hash=f"h{c.file_id}",
+                                width=4000, height=3000, faces=(FACE,)) for c in claims], now=3.0)
+    mine.close()
+    results.put(ids)
+
+
 def run(database: str, files: int, claimers: int, batch: int) -> None:
     store = open_store(database)
     stats = [FileStat(f"/srv/photos/{i // 1000:04d}/img_{i:07d}.jpg", 4_000_000 + i, 10**18 + i, 10**18 + i)
@@ -33,28 +47,18 @@ def run(database: str, files: int, claimers: int, batch: int) -> None:
     for i in range(0, files, 500):  # as reconcile writes them: 500 a transaction
         store.enqueue(stats[i:i + 500], now=1.0)
     enqueue_s = time.perf_counter() - started
-    claimed: Counter = Counter()
-    lock = threading.Lock()
-
-    def claimer(n: int) -> None:
-        mine = open_store(database)
-        name = f"bench:{n}"
-        while True:
-            claims = mine.claim(name, batch, now=2.0, lease_s=600)
-            if not claims:
-                break
-            with lock:
-                claimed.update(c.file_id for c in claims)
-            mine.save(name, [Result(c.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, content_hash=f"h{c.file_id}",
-                                    width=4000, height=3000, faces=(FACE,)) for c in claims], now=3.0)
-        mine.close()
-
-    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(claimers)]
+    import multiprocessing
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    processes = [context.Process(target=claimer, args=(database, n, batch, results)) for n in range(claimers)]
     started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for p in processes:  # separate processes, as separate daemons and hosts are
+        p.start()
+    claimed: Counter = Counter()
+    for _ in processes:
+        claimed.update(results.get())
+    for p in processes:
+        p.join()
     claim_s = time.perf_counter() - started
     doubles = sum(1 for n in claimed.values() if n > 1)
     done = store.stats().by_status.get("done", 0)

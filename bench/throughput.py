@@ -89,14 +89,18 @@ def hand_loop(files: list[str], work: Path) -> tuple[float, dict]:
     return time.perf_counter() - started, json.loads((work / "loop.json").read_text())
 
 
-def facewatch_scan(corpus: Path, work: Path, small_faces: str = "auto", people: str = "on"
-                   ) -> tuple[float, float, dict, float]:
+def facewatch_scan(corpus: Path, work: Path, small_faces: str = "auto", people: str = "on",
+                   postgres: str = "") -> tuple[float, float, dict, float]:
     """Time until `facewatch scan` had detected every file, its rate once started (from its
     batch_saved log), its faces, and the whole command's time (the people stage's embeddings,
     which follow detection, included)."""
-    name = f"{small_faces}-{people}"
+    name = f"{small_faces}-{people}-{'pg' if postgres else 'sqlite'}"
     config = work / f"config-{name}.yaml"
-    config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {work / f'fw-{name}.db'}\n"
+    if postgres:  # a throwaway database: emptied first
+        import psycopg
+        with psycopg.connect(postgres, autocommit=True) as c:
+            c.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {postgres or work / f'fw-{name}.db'}\n"
                       f"detector: {{small_faces: {small_faces}}}\nlogging: {{level: info, format: json}}\n"
                       f"people: {{enabled: {'true' if people == 'on' else 'false'}}}\n")
     facewatch = [sys.executable, "-m", "facewatch.launch", "--config", str(config)]
@@ -151,6 +155,8 @@ def main() -> None:
     parser.add_argument("--small-faces", default="auto",
                         help="detector.small_faces settings to run, comma-separated (off,auto,always)")
     parser.add_argument("--people", default="on", help="people.enabled settings to run, comma-separated (on,off)")
+    parser.add_argument("--postgres", default="", metavar="URL",
+                        help="also run each setting on this throwaway PostgreSQL database (emptied first)")
     args = parser.parse_args()
     files = sorted(str(p) for p in args.corpus.glob("[!.]*.jpg")) if args.corpus.is_dir() else []
     if not files:
@@ -169,9 +175,12 @@ def main() -> None:
         groups = {p for p in reference if os.path.basename(p).startswith("group_")}
         print(f"    its faces: {sum(len(v) for v in reference.values())}, "
               f"{sum(len(reference[p]) for p in groups)} of them in {len(groups)} group photos", flush=True)
-        for mode, people in ((m, p) for m in args.small_faces.split(",") for p in args.people.split(",")):
-            scan_s, steady, ours, whole_s = facewatch_scan(args.corpus, work, mode, people)
-            print(f"\n(b) facewatch scan, small_faces: {mode}, people: {people}")
+        backends = [""] + ([args.postgres] if args.postgres else [])
+        for mode, people, pg in ((m, p, b) for m in args.small_faces.split(",") for p in args.people.split(",")
+                                 for b in backends):
+            scan_s, steady, ours, whole_s = facewatch_scan(args.corpus, work, mode, people, pg)
+            print(f"\n(b) facewatch scan, small_faces: {mode}, people: {people}, "
+                  f"database: {'PostgreSQL' if pg else 'SQLite'}")
             print(f"    {n / scan_s:7.1f} images/s until every file was detected ({scan_s:.1f} s); "
                   f"{steady:.1f} once started; the whole command {whole_s:.1f} s"
                   + (" (the people stage's embeddings, after detection, included)" if people == "on" else ""))

@@ -490,14 +490,18 @@ class SQLiteStore:
 
     # reading ----------------------------------------------------------------------------------
     def stats(self) -> Stats:
-        with self._read() as c:
-            by_status = dict(c.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+        with self._read() as c:  # one pass over each table
+            by_status, with_faces = {}, 0
+            for status, count, faced in c.execute(
+                    "SELECT status, count(*), count(*) FILTER (WHERE face_count > 0) FROM files GROUP BY status"):
+                by_status[status] = count
+                with_faces += faced
             pending, claimed = c.execute("SELECT count(*), count(claimed_by) FROM pending").fetchone()
-            with_faces = c.execute("SELECT count(*) FROM files WHERE face_count > 0").fetchone()[0]
-            faces = c.execute("SELECT count(*) FROM faces").fetchone()[0]
+            faces, *states = c.execute(
+                "SELECT count(*), count(*) FILTER (WHERE embed_state = 'waiting'), "
+                "count(*) FILTER (WHERE embed_state = 'failed') FROM faces").fetchone()
+            waiting = {"waiting": states[0], "failed": states[1]}
             runs = c.execute("SELECT COALESCE(sum(runs), 0) FROM processed_files").fetchone()[0]
-            waiting = dict(c.execute("SELECT embed_state, count(*) FROM faces WHERE embed_state != 'done' "
-                                     "GROUP BY embed_state").fetchall())
             persons, named = c.execute(
                 "SELECT count(*), count(name) FROM persons p WHERE name IS NOT NULL "
                 "OR EXISTS (SELECT 1 FROM faces x WHERE x.person_id = p.person_id)").fetchone()
