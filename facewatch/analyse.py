@@ -8,17 +8,18 @@ import signal
 import stat
 import sys
 import threading
+import time
 import types
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import numpy as np
 import xxhash
 
+from facewatch import embed
 from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
-from facewatch import embed
 from facewatch.store import Claim, Embedded, FaceJob, Result
 from facewatch.tiles import MIN_DETAIL, WHOLE_SEES, closer_look, levels, merge, quarter, same_face
 
@@ -124,9 +125,10 @@ def ready() -> int:
 def analyse(claim: Claim) -> Result:
     assert _state is not None, "init_process was not run"
     _state.reading[_state.slot] = claim.file_id
+    started = time.perf_counter()
     result = analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels, _state.min_side)
     _state.reading[_state.slot] = -1
-    return result
+    return replace(result, seconds=time.perf_counter() - started)
 
 
 def content_id(data: bytes) -> str:

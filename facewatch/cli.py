@@ -414,6 +414,30 @@ def find(ctx: click.Context, person: Optional[str], photo: Optional[str], limit:
     click.echo(f"{len(rows)} photo{'s' if len(rows) != 1 else ''}", err=True)
 
 
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.pass_context
+def gallery(ctx: click.Context, out_dir: str) -> None:
+    """Write a static site of the index to OUT_DIR (open OUT_DIR/index.html in a browser); a second
+    run only makes the thumbnails of files that changed."""
+    from facewatch.gallery import build_gallery
+    from facewatch.status import collect_status
+    config = _config(ctx)
+    with _database_errors(ctx):
+        store = _existing(ctx, config)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as exc:
+            click.echo(f"facewatch: {out_dir}: cannot be made: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
+        stats = collect_status(config, time.time())
+        report = build_gallery(store, config, out_dir, stats)
+    note = f", {report.unreadable} photos not readable now (shown without a picture)" if report.unreadable else ""
+    click.echo(f"wrote {os.path.join(out_dir, 'index.html')}: {report.photos} photos on {report.pages} pages, "
+               f"{report.thumbnails_made} pictures made, {report.thumbnails_kept} photos had theirs already{note} "
+               f"({report.seconds:.1f} s)")
+
+
 @main.group()
 def db() -> None:
     """The database itself: copy it elsewhere."""

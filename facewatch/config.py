@@ -63,6 +63,11 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    textfile: Optional[str] = None  # write Prometheus metrics here (node_exporter's textfile collector)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     format: str = "auto"
     level: str = "info"
@@ -77,6 +82,7 @@ class Config:
     people: PeopleConfig = field(default_factory=PeopleConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Optional[str] = None  # the file it was read from
 
     def with_paths(self, paths) -> "Config":
@@ -133,6 +139,9 @@ def parse_config(raw: Any, path: Path) -> Config:
     database = values["database"]
     if not database.startswith(("postgresql://", "postgres://")):
         values["database"] = database if os.path.isabs(database) else str(base / database)
+    metrics = values["metrics"]
+    if metrics.textfile and not os.path.isabs(metrics.textfile):
+        values["metrics"] = replace(metrics, textfile=str(base / metrics.textfile))
     values["source"] = str(path)
     return Config(**values)
 
@@ -238,6 +247,12 @@ def _check(name: str, value: Any, fail) -> Any:
             raise fail(name, f"expected a number above 0 and at most 1.2 (dlib's same-person distance is 0.6), "
                              f"got {value!r}")
         return float(value)
+    if name == "metrics.textfile":
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.endswith(".prom"):
+            raise fail(name, f"expected the path of a .prom file (node_exporter reads only those), got {value!r}")
+        return os.path.expanduser(value)
     if name == "logging.format":
         return _choice(name, value, fail, ("auto", "json", "console"))
     if name == "logging.level":

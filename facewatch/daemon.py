@@ -52,6 +52,7 @@ class Daemon:
         self.watcher: Optional[Watcher] = None
         self.jobs = Jobs(on_fatal=self._fatal)
         self.chores = Chores(self)
+        self.metrics = None  # facewatch.metrics.Metrics when metrics.textfile is set
         self.tick = clock()
         self.fatal: Optional[StoreError] = None
         now = clock()
@@ -75,6 +76,10 @@ class Daemon:
                  watch=[] if self.worker_only else list(self.config.watch.paths))
         self.store.on_enqueued(self.wake.set)  # other hosts' work, on a shared database
         self.worker = Worker(self.store, self.config, claimant=self.identity.name)
+        if self.config.metrics.textfile:
+            from facewatch.metrics import Metrics
+            self.metrics = Metrics(self.config.metrics.textfile, self.clock())
+            self.worker.on_saved = lambda batch: self.metrics.saved(batch.results)
         self.worker.start()
         if not self.worker_only:
             self.watcher = Watcher(self.store, self.config, on_enqueued=self.wake.set, clock=self.clock,

@@ -93,6 +93,7 @@ class Chores:
         self.unhealthy_reason: Optional[str] = None
         self._last_full_reconcile = float("-inf")
         self.full_reconcile_due = True
+        self._embedded_counted = 0
 
     def schedule(self, jobs: Jobs, watching: bool) -> None:
         d, s = self.d, self.d.config.schedule
@@ -101,6 +102,9 @@ class Chores:
             jobs.add("check_roots", self.check_roots, ROOTS_CHECK_S)
         jobs.add("checkpoint", self.checkpoint, s.checkpoint_interval_s)
         jobs.add("release_stale", self.release_stale, STALE_CLAIMS_S)
+        if d.metrics is not None:
+            from facewatch.metrics import METRICS_S
+            jobs.add("metrics", self.write_metrics, METRICS_S, now=True)
         jobs.add("pulse", self.pulse, min(PULSE_S, d.notifier.watchdog_interval_s() or PULSE_S))
         jobs.add("status", lambda: d.notifier.send(status=self.status_line()), STATUS_S)
 
@@ -114,6 +118,8 @@ class Chores:
             self.full_reconcile_due, self._last_full_reconcile = False, now
         report = reconcile(d.store, roots or d.config.watch.paths, d.config.watch, now,
                            settle_s=d.config.processing.settle_s, defer=d.watcher.defer, quick=not full)
+        if d.metrics is not None:
+            d.metrics.reconciled(d.clock(), report.seconds)
         d.wake.set()
         for root, folders in report.folders.items():
             if d.watcher.check_coverage(root, folders):
@@ -137,6 +143,15 @@ class Chores:
                       "current_threshold": d.config.detector.min_confidence})
         d.store.prune_checkpoints("daemon", d.config.schedule.keep_checkpoints)
         d.store.maintain()
+
+    def write_metrics(self) -> None:
+        """Refresh the gauges from the store and rewrite the metrics file."""
+        d = self.d
+        d.metrics.refresh(d.store.stats())
+        embedded = d.worker.progress.faces_embedded
+        d.metrics.faces_embedded.inc(embedded - self._embedded_counted)
+        self._embedded_counted = embedded
+        d.metrics.write()
 
     def release_stale(self) -> None:
         released = self.d.store.release_stale(self.d.clock())

@@ -15,19 +15,18 @@ COLUMNS = 8
 LIKE_DISTANCE = 0.6  # dlib's own same-person threshold: a looser bar than placing faces needs
 
 
-def contact_sheet(store: Store, config: Config, person_id: int, out: str, limit: int = 48) -> int:
-    """A JPEG of the person's best faces (crops with some room around), written atomically to `out`;
-    returns how many faces it shows. Faces whose photo cannot be read now are left out."""
+def face_crops(faces: list, max_pixels: int, side: int) -> list[tuple]:
+    """(face, its crop: a square RGB array `side` wide, with some room around the face) of each
+    face whose photo can be read now."""
     import cv2
     from facewatch.analyse import Unreadable, read_file
     from facewatch.decode import DecodeError
     from facewatch.embed import decode_for
-    faces = store.person_faces(person_id, limit)
-    tiles = []
+    crops = []
     for face in faces:
         try:
             data, _ = read_file(face.path)
-            picture = decode_for(data, config.processing.max_pixels, [face.bbox])
+            picture = decode_for(data, max_pixels, [face.bbox])
         except (Unreadable, DecodeError, MemoryError):
             continue
         x, y, w, h = (v / picture.scale for v in face.bbox)
@@ -38,11 +37,26 @@ def contact_sheet(store: Store, config: Config, person_id: int, out: str, limit:
         if x1 <= x0 or y1 <= y0:
             continue
         crop = picture.rgb[y0:y1, x0:x1]
-        side = max(crop.shape[:2])
-        square = np.full((side, side, 3), 40, np.uint8)
-        oy, ox = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
+        square = np.full((max(crop.shape[:2]),) * 2 + (3,), 40, np.uint8)
+        oy, ox = (square.shape[0] - crop.shape[0]) // 2, (square.shape[1] - crop.shape[1]) // 2
         square[oy:oy + crop.shape[0], ox:ox + crop.shape[1]] = crop
-        tiles.append(cv2.resize(square, (TILE, TILE), interpolation=cv2.INTER_AREA))
+        crops.append((face, cv2.resize(square, (side, side), interpolation=cv2.INTER_AREA)))
+    return crops
+
+
+def jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
+    import cv2
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise PeopleError("a picture could not be encoded as JPEG")
+    return encoded.tobytes()
+
+
+def contact_sheet(store: Store, config: Config, person_id: int, out: str, limit: int = 48) -> int:
+    """A JPEG of the person's best faces (crops with some room around), written atomically to `out`;
+    returns how many faces it shows. Faces whose photo cannot be read now are left out."""
+    faces = store.person_faces(person_id, limit)
+    tiles = [crop for _, crop in face_crops(faces, config.processing.max_pixels, TILE)]
     if not tiles:
         raise PeopleError(f"none of person {person_id}'s photos can be read now")
     columns = min(COLUMNS, len(tiles))
@@ -51,14 +65,12 @@ def contact_sheet(store: Store, config: Config, person_id: int, out: str, limit:
     for i, tile in enumerate(tiles):
         r, c = divmod(i, columns)
         sheet[r * TILE:(r + 1) * TILE, c * TILE:(c + 1) * TILE] = tile
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise PeopleError(f"the contact sheet could not be encoded as JPEG ({out})")
+    encoded = jpeg(sheet, 90)
     folder = os.path.dirname(os.path.abspath(out))
     fd, tmp = tempfile.mkstemp(prefix=".facewatch-sheet-", suffix=".jpg", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
+            f.write(encoded)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:

@@ -150,6 +150,7 @@ class PersonFace:
     index: int
     score: float
     bbox: tuple
+    file_id: int = 0
 
 
 class PeopleChanged(Exception):
@@ -182,6 +183,7 @@ class Result:
     source_id: Optional[int] = None
     retry_after_s: float = 0.0
     worker_id: Optional[int] = None  # the analyser process that read it
+    seconds: Optional[float] = None  # the analyser's time on it
 
 
 # What saving one result does, decided by plan_save; a backend carries it out in its transaction.

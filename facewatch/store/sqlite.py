@@ -788,10 +788,10 @@ class SQLiteStore:
 
     def person_faces(self, person_id: int, limit: Optional[int] = None) -> list[PersonFace]:
         rows = self.conn.execute(
-            "SELECT x.face_id, f.path, x.idx, x.score, x.x, x.y, x.w, x.h FROM faces x JOIN files f USING (file_id) "
+            "SELECT x.face_id, f.path, x.idx, x.score, x.x, x.y, x.w, x.h, x.file_id FROM faces x JOIN files f USING (file_id) "
             "WHERE x.person_id = ? AND f.status = 'done' ORDER BY x.w * x.h * x.score DESC, x.face_id LIMIT ?",
             (person_id, 2 ** 62 if limit is None else limit)).fetchall()
-        return [PersonFace(r[0], _s(r[1]), r[2], r[3], tuple(r[4:8])) for r in rows]
+        return [PersonFace(r[0], _s(r[1]), r[2], r[3], tuple(r[4:8]), r[8]) for r in rows]
 
     def person_photos(self, person_id: int) -> list[str]:
         return [_s(r[0]) for r in self.conn.execute(
