@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -105,3 +106,17 @@ def _visit(entry: os.DirEntry, watch: WatchConfig, real_root: str, files: Option
             files.append(FileStat(entry.path, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     except OSError:
         pass  # vanished while we looked: the watcher or the next reconcile will say so
+
+
+def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
+    """`data` at `path`, whole or not at all: written beside it, then renamed over it."""
+    fd, tmp = tempfile.mkstemp(prefix=".facewatch-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Optional
 from urllib.parse import quote
 
 from facewatch.config import Config
+from facewatch.files import write_atomically
 from facewatch.store import ExportFilter, FileRecord, Store
 
 PAGE_SIZE = 200
@@ -207,13 +207,4 @@ def _write(out: str, relative: str, content: str) -> None:
 
 
 def _write_bytes(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".facewatch-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, data)

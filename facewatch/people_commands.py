@@ -1,13 +1,12 @@
 """What `facewatch people sheet` and `facewatch find --like` do: the work behind the commands."""
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from facewatch.config import Config
+from facewatch.files import write_atomically
 from facewatch.store import PeopleError, Store
 
 TILE = 160  # pixels of one face on a contact sheet
@@ -66,17 +65,7 @@ def contact_sheet(store: Store, config: Config, person_id: int, out: str, limit:
         r, c = divmod(i, columns)
         sheet[r * TILE:(r + 1) * TILE, c * TILE:(c + 1) * TILE] = tile
     encoded = jpeg(sheet, 90)
-    folder = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".facewatch-sheet-", suffix=".jpg", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(out, encoded)
     return len(tiles)
 
 

@@ -8,7 +8,6 @@ made of three of them side by side; photos with no face.
 import json
 import os
 import shutil
-import signal
 import sys
 from itertools import combinations
 from pathlib import Path

@@ -3,18 +3,15 @@
 The second host is a second daemon in its own UTS namespace (`unshare --uts`, as root), so it
 has a host name of its own, with the same photo folder at the same path, on the same server.
 """
-import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import time
 
 import psycopg
 import pytest
 
-from conftest import (FACEWATCH, DaemonProcess, export, facewatch, make_variants, status, wait_until,
+from conftest import (DaemonProcess, export, facewatch, make_variants, status, wait_until,
                       write_config)
 
 pytestmark = pytest.mark.slow
