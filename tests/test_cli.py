@@ -61,3 +61,19 @@ def test_retry_needs_paths_or_all(tmp_path):
 def test_scan_of_a_path_that_is_not_a_folder(tmp_path):
     result = facewatch(write_config(tmp_path), "scan", str(tmp_path / "nope"), check=False)
     assert result.returncode == 2 and "not a folder" in result.stderr
+
+
+def test_install_unit_for_a_postgresql_index_reaches_that_server_only(tmp_path):
+    config = write_config(tmp_path, database="postgresql://fw:secret@10.1.2.3:5432/facewatch")
+    unit = facewatch(config, "install-unit", "--config-file", str(config), "--output", "-").stdout
+    assert "PrivateNetwork=yes" not in unit and "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" in unit
+    assert "IPAddressDeny=any\nIPAddressAllow=10.1.2.3" in unit and "Wants=network-online.target" in unit
+    assert "secret" not in unit
+    local = facewatch(config, "install-unit", "--config-file", str(tmp_path / "none.yaml"), "--output", "-").stdout
+    assert "PrivateNetwork=yes" in local and "RestrictAddressFamilies=AF_UNIX\n" in local
+
+
+def test_a_database_url_of_another_kind_is_refused(tmp_path):
+    config = write_config(tmp_path, database="mysql://fw@db/facewatch")
+    out = facewatch(config, "status", check=False)
+    assert out.returncode == 2 and "only PostgreSQL servers are supported" in out.stderr
