@@ -29,6 +29,7 @@ from facewatch.store import (DETECTED, FACES_PER_JOB, HEARTBEAT_STALE_S, Claim, 
 from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable)
 from facewatch.store.postgres_schema import MIGRATIONS
 from facewatch.store.sqlite import _CONSISTENCY, SQLiteStore, _b, _s
+from facewatch.store.sqlite_errors import wrap_public
 
 WRITERS_LOCK = 0x66616365  # "face": held shared by daemons, exclusively by one-shot runs
 MIGRATE_LOCK = 0x66616366
@@ -175,12 +176,7 @@ def _wrap(func):
 
 def translating(cls):
     """Every public method, its own or the shared ones, raises the store's errors, never psycopg's."""
-    names = {name for klass in cls.__mro__[:-1] for name, member in vars(klass).items()
-             if callable(member) and not isinstance(member, (staticmethod, classmethod, type, property))
-             and (not name.startswith("_") or name == "__init__")}
-    for name in names:
-        setattr(cls, name, _wrap(getattr(cls, name)))
-    return cls
+    return wrap_public(cls, _wrap)
 
 
 @translating

@@ -66,11 +66,16 @@ def _wrap(func):
     return method
 
 
-def translating(cls):
-    """Class decorator: every public method (and __init__) raises the store's errors, never sqlite3's."""
-    for name, member in list(vars(cls).items()):
-        if isinstance(member, (staticmethod, classmethod, type)) or not callable(member):
-            continue
-        if not name.startswith("_") or name == "__init__":
-            setattr(cls, name, _wrap(member))
+def wrap_public(cls, wrap):
+    """`cls` with every public method (and __init__), its own or inherited, replaced by `wrap(method)`."""
+    names = {name for klass in cls.__mro__[:-1] for name, member in vars(klass).items()
+             if callable(member) and not isinstance(member, (staticmethod, classmethod, type, property))
+             and (not name.startswith("_") or name == "__init__")}
+    for name in names:
+        setattr(cls, name, wrap(getattr(cls, name)))
     return cls
+
+
+def translating(cls):
+    """Class decorator: every public method raises the store's errors, never sqlite3's."""
+    return wrap_public(cls, _wrap)
