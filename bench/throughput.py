@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--postgres", default="", metavar="URL",
                         help="also run each setting on this throwaway PostgreSQL database (emptied first)")
     args = parser.parse_args()
+    args.corpus = args.corpus.resolve()  # the config written for each scan lives elsewhere
     files = sorted(str(p) for p in args.corpus.glob("[!.]*.jpg")) if args.corpus.is_dir() else []
     if not files:
         from make_corpus import make_corpus
