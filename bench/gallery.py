@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=HERE.parent / "bench-corpus" / "12mp")
     parser.add_argument("--screenshot", type=Path, help="write a PNG of the first photo page here")
     args = parser.parse_args()
+    args.corpus = args.corpus.resolve()  # the config lives in a temporary folder
     files = sorted(args.corpus.glob("*.jpg"))
     if not files:
         raise SystemExit(f"no JPEGs in {args.corpus}: make some with bench/make_corpus.py")
