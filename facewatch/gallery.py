@@ -162,11 +162,10 @@ def _people_pages(store: Store, config: Config, out: str, people: dict) -> None:
     cards = []
     for person in people.values():
         faces = store.person_faces(person.person_id, 60)
-        crops = face_crops(faces, config.processing.max_pixels, CROP)
-        for face, crop in crops:
-            path = os.path.join(out, "crops", f"{face.face_id}.jpg")
-            if not os.path.exists(path):
-                _write_bytes(path, jpeg(crop))
+        missing = [f for f in faces if not os.path.exists(os.path.join(out, "crops", f"{f.face_id}.jpg"))]
+        for face, crop in face_crops(missing, config.processing.max_pixels, CROP):  # made once per face
+            _write_bytes(os.path.join(out, "crops", f"{face.face_id}.jpg"), jpeg(crop))
+        crops = [(f, None) for f in faces if os.path.exists(os.path.join(out, "crops", f"{f.face_id}.jpg"))]
         title = person.name or f"Person {person.person_id}"
         imgs = "".join(f'<a href="../photo/{f.file_id}.html"><img class="crop" '
                        f'src="../crops/{f.face_id}.jpg" alt="face {f.index} of {text(f.path)}"></a>'
