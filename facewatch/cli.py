@@ -356,13 +356,14 @@ def install_unit(output: str, config_file: str) -> None:
     """Write the systemd unit, with ExecStart pointing at this installation of facewatch."""
     from facewatch.unit import render_unit, unit_warnings
     executable = os.path.join(sys.prefix, "bin", "facewatch")
-    database = ""
+    database, listen = "", ""
     if os.path.exists(config_file):
         try:
-            database = load_config(config_file).database
+            read = load_config(config_file)
+            database, listen = read.database, read.metrics.listen or ""
         except ConfigError as exc:
             click.echo(f"facewatch: warning: {exc}", err=True)
-    text = render_unit(executable, config_file, database)
+    text = render_unit(executable, config_file, database, listen)
     for warning in unit_warnings(executable, config_file):
         click.echo(f"facewatch: warning: {warning}", err=True)
     if output == "-":

@@ -65,6 +65,7 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     textfile: Optional[str] = None  # write Prometheus metrics here (node_exporter's textfile collector)
+    listen: Optional[str] = None  # host:port (or a port: loopback) to serve /metrics over HTTP
 
 
 @dataclass(frozen=True)
@@ -250,9 +251,17 @@ def _check(name: str, value: Any, fail) -> Any:
     if name == "metrics.textfile":
         if value is None:
             return None
-        if not isinstance(value, str) or not value.endswith(".prom"):
-            raise fail(name, f"expected the path of a .prom file (node_exporter reads only those), got {value!r}")
+        if not isinstance(value, str) or not value:
+            raise fail(name, f"expected a file's path (node_exporter reads *.prom files), got {value!r}")
         return os.path.expanduser(value)
+    if name == "metrics.listen":
+        if value is None:
+            return None
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise fail(name, f"expected host:port or a port (such as 127.0.0.1:9109), got {value!r}")
+        return f"{host.strip('[]') or '127.0.0.1'}:{port}"
     if name == "logging.format":
         return _choice(name, value, fail, ("auto", "json", "console"))
     if name == "logging.level":

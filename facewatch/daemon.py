@@ -52,7 +52,8 @@ class Daemon:
         self.watcher: Optional[Watcher] = None
         self.jobs = Jobs(on_fatal=self._fatal)
         self.chores = Chores(self)
-        self.metrics = None  # facewatch.metrics.Metrics when metrics.textfile is set
+        self.metrics = None  # facewatch.metrics.Metrics when metrics.textfile or metrics.listen is set
+        self._metrics_server = None
         self.tick = clock()
         self.fatal: Optional[StoreError] = None
         now = clock()
@@ -76,10 +77,16 @@ class Daemon:
                  watch=[] if self.worker_only else list(self.config.watch.paths))
         self.store.on_enqueued(self.wake.set)  # other hosts' work, on a shared database
         self.worker = Worker(self.store, self.config, claimant=self.identity.name)
-        if self.config.metrics.textfile:
+        m = self.config.metrics
+        if m.textfile or m.listen:
             from facewatch.metrics import Metrics
-            self.metrics = Metrics(self.config.metrics.textfile, self.clock())
+            self.metrics = Metrics(m.textfile, self.clock())
             self.worker.on_saved = lambda batch: self.metrics.saved(batch.results)
+            if m.listen:
+                try:
+                    self._metrics_server = self.metrics.serve(m.listen)
+                except OSError as exc:  # taken, or not an address of this host: say so, go on without
+                    log.error("metrics_not_served", listen=m.listen, error=exc.strerror or str(exc))
         self.worker.start()
         if not self.worker_only:
             self.watcher = Watcher(self.store, self.config, on_enqueued=self.wake.set, clock=self.clock,
@@ -151,6 +158,8 @@ class Daemon:
         self.jobs.shutdown(timeout_s=0.5 if at_once else JOBS_STOP_TIMEOUT_S)
         self.worker.stop(drain=not at_once and self.fatal is None, abort=lambda: self.signals.at_once)
         self._last_words()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         self.store.unlock()
         self.store.close()
         self.notifier.close()

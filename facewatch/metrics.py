@@ -1,6 +1,5 @@
-"""Prometheus metrics, written atomically to a file for node_exporter's textfile collector.
-
-No socket: the hardened unit stays as it is. The daemon refreshes the gauges from the store and
+"""Prometheus metrics, written atomically to a file for node_exporter's textfile collector
+(no socket: the hardened unit stays as it is), or served over HTTP (`metrics.listen`). The daemon refreshes the gauges from the store and
 rewrites the file every METRICS_S seconds; counters and the histogram count what this daemon
 did since it started (Prometheus's rate() handles the restarts).
 """
@@ -21,7 +20,7 @@ def reason_of(error: str) -> str:
 
 
 class Metrics:
-    def __init__(self, path: str, started_at: float):
+    def __init__(self, path, started_at: float):
         self.path = path
         r = self.registry = CollectorRegistry()
         self.files = Gauge("facewatch_files", "Files in the index, by status", ["status"], registry=r)
@@ -63,4 +62,12 @@ class Metrics:
         self.faces_waiting.set(stats.faces_waiting)
 
     def write(self) -> None:
-        write_to_textfile(self.path, self.registry)  # a temporary file renamed over the old one
+        if self.path:
+            write_to_textfile(self.path, self.registry)  # a temporary file renamed over the old one
+
+    def serve(self, listen: str):
+        """Serve /metrics over HTTP at host:port (a thread of prometheus_client's); the server."""
+        from prometheus_client import start_http_server
+        host, _, port = listen.rpartition(":")
+        server, _ = start_http_server(int(port), addr=host, registry=self.registry)
+        return server

@@ -7,13 +7,29 @@ from importlib import resources
 TEMPLATE_EXEC = "ExecStart=/opt/facewatch/bin/facewatch --config /etc/facewatch/config.yaml run"
 
 
-def render_unit(executable: str, config_file: str, database: str = "") -> str:
-    """The unit for this installation; a PostgreSQL `database` (a URL) opens TCP to its server only."""
+def render_unit(executable: str, config_file: str, database: str = "", metrics_listen: str = "") -> str:
+    """The unit for this installation; a PostgreSQL `database` (a URL) opens TCP to its server only,
+    `metrics_listen` (host:port) lets scrapers reach that address."""
     template = resources.files("facewatch").joinpath("facewatch.service").read_text(encoding="utf-8")
     assert TEMPLATE_EXEC in template, "the unit template lost its ExecStart line"
     text = template.replace(TEMPLATE_EXEC, f"ExecStart={executable} --config {config_file} run")
     if database.startswith(("postgresql://", "postgres://")):
         text = with_network(text, database)
+    if metrics_listen:
+        text = with_metrics(text, metrics_listen)
+    return text
+
+
+def with_metrics(text: str, listen: str) -> str:
+    """The unit with the host's network (a private one is unreachable) and TCP, for /metrics."""
+    text = text.replace("PrivateNetwork=yes\n", "")
+    if "AF_INET" not in text:
+        text = text.replace("RestrictAddressFamilies=AF_UNIX", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6")
+    host = listen.rpartition(":")[0]
+    if host in ("127.0.0.1", "::1", "localhost"):
+        text = text.replace("IPAddressDeny=any", "IPAddressDeny=any\nIPAddressAllow=localhost")
+    else:  # scrapers from elsewhere: any address may connect
+        text = text.replace("IPAddressDeny=any\n", "").replace("IPAddressAllow=", "# IPAddressAllow=")
     return text
 
 

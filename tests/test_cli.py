@@ -77,3 +77,13 @@ def test_a_database_url_of_another_kind_is_refused(tmp_path):
     config = write_config(tmp_path, database="mysql://fw@db/facewatch")
     out = facewatch(config, "status", check=False)
     assert out.returncode == 2 and "only PostgreSQL servers are supported" in out.stderr
+
+
+def test_install_unit_for_metrics_over_http(tmp_path):
+    config = write_config(tmp_path, metrics={"listen": "127.0.0.1:9109"})
+    unit = facewatch(config, "install-unit", "--config-file", str(config), "--output", "-").stdout
+    assert "PrivateNetwork=yes" not in unit and "AF_INET" in unit and "IPAddressAllow=localhost" in unit
+    (tmp_path / "bad").mkdir()
+    bad = write_config(tmp_path / "bad", metrics={"listen": "nowhere"})
+    out = facewatch(bad, "status", check=False)
+    assert out.returncode == 2 and "metrics.listen: expected host:port" in out.stderr

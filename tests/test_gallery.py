@@ -124,7 +124,11 @@ def test_the_metrics_file_agrees_with_status(tmp_path, daemon, photo_dir):
     from prometheus_client.parser import text_string_to_metric_families
     prom = tmp_path / "metrics" / "facewatch.prom"
     prom.parent.mkdir()
-    config = write_config(tmp_path, metrics={"textfile": str(prom)})
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, metrics={"textfile": str(prom), "listen": f"127.0.0.1:{port}"})
     d = daemon(config)
     make_variants(photo_dir, tmp_path / "photos", 12, seed=3)
     (tmp_path / "photos" / "empty.jpg").write_bytes(b"")
@@ -149,4 +153,10 @@ def test_the_metrics_file_agrees_with_status(tmp_path, daemon, photo_dir):
     assert metrics[("facewatch_analysis_seconds_count", ())] == 14
     assert metrics[("facewatch_last_reconcile_timestamp_seconds", ())] > 0
     assert metrics[("facewatch_start_time_seconds", ())] <= time.time()
+    # the same registry over HTTP, for those who scrape directly
+    import urllib.request
+    served = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(served)}
+    done = [x.value for x in families["facewatch_files"].samples if x.labels == {"status": "done"}]
+    assert done == [12] and "facewatch_analysis_seconds" in families
     assert d.stop() == 0
