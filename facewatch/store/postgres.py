@@ -35,6 +35,12 @@ WRITERS_LOCK = 0x66616365  # "face": held shared by daemons, exclusively by one-
 MIGRATE_LOCK = 0x66616366
 CHANNEL = "facewatch_queue"
 CONNECT_TIMEOUT_S = 10
+POOL_SIZE = 8  # the daemon's threads hold one each (worker, watcher, jobs, loader) and readers borrow
+
+
+def _last_line(exc: Exception) -> str:
+    """libpq's message on one line."""
+    return " ".join(line.strip() for line in str(exc).strip().splitlines()) or "no answer"
 
 
 def masked(url: str) -> str:
@@ -101,10 +107,11 @@ class _Cursor:
 
 class _Connection:
     """A psycopg connection (autocommit: transactions are the caller's BEGIN and COMMIT) that
-    takes the shared queries as written."""
+    takes the shared queries as written; closing it gives it back to its pool, if it has one."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, pool=None):
         self.raw = conn
+        self.pool = pool
 
     def execute(self, sql: str, args=()) -> _Cursor:
         return _Cursor(self.raw.execute(dialect(sql), tuple(args) if args else None))
@@ -116,7 +123,18 @@ class _Connection:
                 cur.executemany(dialect(sql), rows)
 
     def close(self) -> None:
-        self.raw.close()
+        if self.pool is None:
+            self.raw.close()
+            return
+        try:
+            if not self.raw.closed and self.raw.info.transaction_status != 0:  # not idle: end what was left
+                self.raw.rollback()
+        except Exception:
+            pass
+        try:
+            self.pool.putconn(self.raw)
+        except Exception:  # the pool is closed already
+            self.raw.close()
 
 
 # errors -----------------------------------------------------------------------------------------
@@ -192,6 +210,7 @@ class PostgresStore(SQLiteStore):
         self._holder = None  # the connection holding the writers' lock
         self._listener: Optional[threading.Thread] = None
         self._closing = threading.Event()
+        self._pool = None
         self._connect_probe()
         if not readonly:
             self.migrate()
@@ -202,50 +221,77 @@ class PostgresStore(SQLiteStore):
 
     # connections ------------------------------------------------------------------------------
     def _raw(self):
+        """A connection of its own, outside the pool: for what holds session state (the writers'
+        lock, a root's lock, LISTEN)."""
         import psycopg
         try:
             conn = psycopg.connect(self.database, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                                    application_name="facewatch")
         except psycopg.OperationalError as exc:
-            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
-            raise StoreUnavailable(f"the database {self.display} cannot be reached ({message})") from None
-        if self.readonly:
-            conn.execute("SET default_transaction_read_only = on")
+            raise StoreUnavailable(f"the database {self.display} cannot be reached ({_last_line(exc)})") from None
+        self._configure(conn)
         return conn
 
+    def _configure(self, conn) -> None:
+        if self.readonly:
+            conn.execute("SET default_transaction_read_only = on")
+
     def _connect_probe(self) -> None:
-        self.conn.execute("SELECT 1")
+        """The pool (psycopg_pool): each thread holds one of its connections; readers borrow one."""
+        from psycopg_pool import ConnectionPool, PoolTimeout
+        self._raw().close()  # a server that refuses says so at once, and why (the pool would only wait)
+        self._pool = ConnectionPool(
+            self.database, min_size=1, max_size=POOL_SIZE, open=False, name="facewatch",
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "facewatch"},
+            configure=self._configure, check=ConnectionPool.check_connection, reconnect_timeout=CONNECT_TIMEOUT_S)
+        self._pool.open()
+        try:
+            self._pool.wait(timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout:
+            self._pool.close()
+            raise StoreUnavailable(f"the database {self.display} cannot be reached (no connection in "
+                                   f"{CONNECT_TIMEOUT_S} s)") from None
 
     @property
     def conn(self) -> _Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.raw.closed:
-            conn = _Connection(self._raw())
+            conn = _Connection(self._borrow(), self._pool)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
         return conn
 
+    def _borrow(self):
+        from psycopg_pool import PoolTimeout
+        try:
+            return self._pool.getconn(timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout:
+            raise StoreUnavailable(f"the database {self.display} cannot be reached now (no connection from the "
+                                   f"pool in {CONNECT_TIMEOUT_S} s)") from None
+
     def _forget_connection(self) -> None:
-        """After an error, this thread's connection may be broken: the next call makes a new one."""
+        """After an error, this thread's connection goes back to the pool, which checks it (and
+        drops it if it is broken); the next call borrows another."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            try:
-                if conn.raw.info.transaction_status != 0:  # not idle: roll back what was left
-                    conn.raw.rollback()
-            except Exception:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
-                self._local.conn = None
+            self._local.conn = None
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            conn.close()
 
     def _fresh_reader(self) -> _Connection:
-        return _Connection(self._raw())
+        return _Connection(self._borrow(), self._pool)
 
     def close(self) -> None:
         self._closing.set()
-        super().close()
+        with self._lock:
+            held, self._all = self._all, []
+        for conn in held:
+            conn.close()
+        self._local = threading.local()
+        self._pool.close()
         if self._holder is not None:
             try:
                 self._holder.close()
