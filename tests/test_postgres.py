@@ -127,3 +127,13 @@ def test_db_copy_from_sqlite_to_postgresql_and_back(tmp_path, photo_dir, postgre
     make_variants(photo_dir, tmp_path / "photos", 31, seed=2)
     facewatch(on_postgres, "scan")
     assert status(on_postgres)["files"]["done"] == 31
+
+
+def test_an_unreachable_server_is_one_line_and_exit_4(tmp_path):
+    config = write_config(tmp_path, database="postgresql://fw:s3cret@127.0.0.1:1/facewatch")
+    for command in (["status"], ["scan"], ["export"]):
+        out = facewatch(config, *command, check=False)
+        assert out.returncode == 4, (command, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot be reached" in lines[0] and "Traceback" not in out.stderr
+        assert "s3cret" not in out.stderr and "fw:***@127.0.0.1:1" in lines[0]
