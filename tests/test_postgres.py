@@ -137,3 +137,15 @@ def test_an_unreachable_server_is_one_line_and_exit_4(tmp_path):
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "cannot be reached" in lines[0] and "Traceback" not in out.stderr
         assert "s3cret" not in out.stderr and "fw:***@127.0.0.1:1" in lines[0]
+
+
+def test_db_copy_is_refused_while_a_daemon_holds_the_index(tmp_path, daemon, photo_dir, postgres_url):
+    config = write_config(tmp_path)
+    make_variants(photo_dir, tmp_path / "photos", 3, seed=8)
+    d = daemon(config)
+    wait_until(lambda: settled(config, 3), timeout=60, message="three photos done")
+    refused = facewatch(config, "db", "copy", "--to", postgres_url, check=False)
+    assert refused.returncode == 3 and "in use" in refused.stderr and "Traceback" not in refused.stderr
+    assert query(postgres_url, "SELECT count(*) FROM files")[0][0] == 0  # nothing half-copied
+    assert d.stop() == 0
+    assert "copied 3 files" in facewatch(config, "db", "copy", "--to", postgres_url).stdout
