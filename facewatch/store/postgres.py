@@ -237,7 +237,12 @@ class PostgresStore(SQLiteStore):
             conn.execute("SET default_transaction_read_only = on")
 
     def _connect_probe(self) -> None:
-        """The pool (psycopg_pool): each thread holds one of its connections; readers borrow one."""
+        """The pool (psycopg_pool): each thread holds one of its connections; readers borrow one.
+        A read-only store (status, export: a command that reads and ends) connects directly."""
+        if self.readonly:
+            self._local.conn = _Connection(self._raw())
+            self._all.append(self._local.conn)
+            return
         from psycopg_pool import ConnectionPool, PoolTimeout
         self._raw().close()  # a server that refuses says so at once, and why (the pool would only wait)
         self._pool = ConnectionPool(
@@ -263,6 +268,8 @@ class PostgresStore(SQLiteStore):
         return conn
 
     def _borrow(self):
+        if self._pool is None:
+            return self._raw()
         from psycopg_pool import PoolTimeout
         try:
             return self._pool.getconn(timeout=CONNECT_TIMEOUT_S)
@@ -291,7 +298,8 @@ class PostgresStore(SQLiteStore):
         for conn in held:
             conn.close()
         self._local = threading.local()
-        self._pool.close()
+        if self._pool is not None:
+            self._pool.close()
         if self._holder is not None:
             try:
                 self._holder.close()
