@@ -161,7 +161,8 @@ def _mapped(store, exc: Exception) -> Optional[StoreError]:
     import psycopg
     if not isinstance(exc, psycopg.Error):
         return None
-    if isinstance(exc, psycopg.ProgrammingError) and not isinstance(exc, psycopg.errors.UndefinedTable):
+    missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)  # the database's fault, not ours
+    if isinstance(exc, psycopg.ProgrammingError) and not isinstance(exc, missing):
         return None
     store._forget_connection()
     return translate(exc, store.display)
@@ -340,7 +341,7 @@ class PostgresStore(SQLiteStore):
         have: dict = {}
         for table, column in rows:
             have.setdefault(table, set()).add(column)
-        for table, columns in EXPECTED.items():
+        for table, columns in {**EXPECTED, "daemons": EXPECTED["daemons"] | {"backend_pid"}}.items():
             if not columns <= have.get(table, set()):
                 lacking = ", ".join(sorted(columns - have.get(table, set()))) or "the whole table"
                 raise StoreUnusable(f"the database {self.display} is damaged or another program's: table {table} "
