@@ -1,5 +1,10 @@
-"""The store's own exceptions: what callers catch instead of any backend's errors."""
+"""The store's own exceptions: what callers catch instead of any backend's errors; and the class
+decorator each backend uses to raise only these (procrastinate's wrap_exceptions)."""
 from __future__ import annotations
+
+import functools
+import inspect
+from typing import Callable, Optional
 
 
 class StoreError(Exception):
@@ -24,3 +29,45 @@ class DatabaseInUse(StoreError):
 
 
 TRANSIENT = (StoreBusy, StoreUnavailable)
+
+
+Mapper = Callable[[object, Exception], Optional[StoreError]]  # (store, error) -> ours, or None: not mapped
+
+
+def _translated(func, mapped: Mapper):
+    """`func`, raising `mapped(self, exc)` in place of the errors `mapped` knows; the rest pass."""
+    if inspect.isgeneratorfunction(func):
+        @functools.wraps(func)
+        def generator(self, *args, **kwargs):
+            try:
+                yield from func(self, *args, **kwargs)
+            except Exception as exc:
+                ours = mapped(self, exc)
+                if ours is None:
+                    raise
+                raise ours from exc
+        return generator
+
+    @functools.wraps(func)
+    def method(self, *args, **kwargs):
+        try:
+            return func(self, *args, **kwargs)
+        except Exception as exc:
+            ours = mapped(self, exc)
+            if ours is None:
+                raise
+            raise ours from exc
+    return method
+
+
+def translating(mapped: Mapper):
+    """Class decorator: every public method (and __init__), its own or inherited, raises the store's
+    errors for those `mapped` knows, never the backend's."""
+    def decorate(cls):
+        names = {name for klass in cls.__mro__[:-1] for name, member in vars(klass).items()
+                 if callable(member) and not isinstance(member, (staticmethod, classmethod, type, property))
+                 and (not name.startswith("_") or name == "__init__")}
+        for name in names:
+            setattr(cls, name, _translated(getattr(cls, name), mapped))
+        return cls
+    return decorate

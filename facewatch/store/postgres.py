@@ -13,7 +13,6 @@ the schema and its checks.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import re
@@ -26,10 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from facewatch.store import (DETECTED, FACES_PER_JOB, HEARTBEAT_STALE_S, Claim, FaceJob, Stats, group_jobs, iso,
                              plan_save, same_person)
-from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable)
+from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable,
+                                    translating)
 from facewatch.store.postgres_schema import MIGRATIONS
 from facewatch.store.sqlite import _CONSISTENCY, SQLiteStore, _b, _s
-from facewatch.store.sqlite_errors import wrap_public
 
 WRITERS_LOCK = 0x66616365  # "face": held shared by daemons, exclusively by one-shot runs
 MIGRATE_LOCK = 0x66616366
@@ -168,37 +167,7 @@ def _mapped(store, exc: Exception) -> Optional[StoreError]:
     return translate(exc, store.display)
 
 
-def _wrap(func):
-    if inspect.isgeneratorfunction(func):
-        @functools.wraps(func)
-        def generator(self, *args, **kwargs):
-            try:
-                yield from func(self, *args, **kwargs)
-            except Exception as exc:
-                mapped = _mapped(self, exc)
-                if mapped is None:
-                    raise
-                raise mapped from exc
-        return generator
-
-    @functools.wraps(func)
-    def method(self, *args, **kwargs):
-        try:
-            return func(self, *args, **kwargs)
-        except Exception as exc:
-            mapped = _mapped(self, exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
-    return method
-
-
-def translating(cls):
-    """Every public method, its own or the shared ones, raises the store's errors, never psycopg's."""
-    return wrap_public(cls, _wrap)
-
-
-@translating
+@translating(_mapped)
 class PostgresStore(SQLiteStore):
     def __init__(self, database: str, readonly: bool = False):
         import psycopg  # noqa: F401  (a clear ImportError here if it is not installed)

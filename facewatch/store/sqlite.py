@@ -16,7 +16,8 @@ from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, P
                              checkpoint_status, iso, needs_analysis, plan_save, same_person)
 from facewatch.store.errors import StoreUnusable
 from facewatch.store.sql_people import PeopleQueries, _b, _s
-from facewatch.store.sqlite_errors import translating
+from facewatch.store.errors import translating
+from facewatch.store.sqlite_errors import mapped
 from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
 
 BUSY_TIMEOUT_MS = 30_000
@@ -30,7 +31,7 @@ def _under(folder: str) -> tuple[bytes, bytes]:
     return base, base[:-1] + b"0"  # '0' sorts right after '/'
 
 
-@translating
+@translating(mapped)
 class SQLiteStore(PeopleQueries):
     def __init__(self, database: str, readonly: bool = False):
         self.database = os.path.abspath(database)

@@ -1,8 +1,6 @@
 """sqlite3's errors -> the store's own, inside the SQLite backend (procrastinate's wrap_exceptions)."""
 from __future__ import annotations
 
-import functools
-import inspect
 import sqlite3
 
 from facewatch.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnusable
@@ -43,39 +41,8 @@ def translate(exc: sqlite3.Error, database: str) -> StoreError:
     return StoreUnusable(f"the database {database} " + _PERMANENT.get(code, _UNKNOWN_SCHEMA).format(message=message))
 
 
-def _wrap(func):
-    if inspect.isgeneratorfunction(func):
-        @functools.wraps(func)
-        def generator(self, *args, **kwargs):
-            try:
-                yield from func(self, *args, **kwargs)
-            except sqlite3.ProgrammingError:
-                raise
-            except sqlite3.Error as exc:
-                raise translate(exc, self.database) from exc
-        return generator
-
-    @functools.wraps(func)
-    def method(self, *args, **kwargs):
-        try:
-            return func(self, *args, **kwargs)
-        except sqlite3.ProgrammingError:  # a bug of ours, not the database's state
-            raise
-        except sqlite3.Error as exc:
-            raise translate(exc, self.database) from exc
-    return method
-
-
-def wrap_public(cls, wrap):
-    """`cls` with every public method (and __init__), its own or inherited, replaced by `wrap(method)`."""
-    names = {name for klass in cls.__mro__[:-1] for name, member in vars(klass).items()
-             if callable(member) and not isinstance(member, (staticmethod, classmethod, type, property))
-             and (not name.startswith("_") or name == "__init__")}
-    for name in names:
-        setattr(cls, name, wrap(getattr(cls, name)))
-    return cls
-
-
-def translating(cls):
-    """Class decorator: every public method raises the store's errors, never sqlite3's."""
-    return wrap_public(cls, _wrap)
+def mapped(store, exc: Exception):
+    """The store's error for a sqlite3 error; None for what is a bug of ours (ProgrammingError)."""
+    if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.ProgrammingError):
+        return translate(exc, store.database)
+    return None
