@@ -104,15 +104,20 @@ def build_album(folder: Path) -> dict:
     return truth
 
 
+def timed_scan(config: Path) -> float:
+    """Seconds `facewatch scan` takes with this config, the whole command."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "facewatch.launch", "--config", str(config), "scan"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
 def run_scan(folder: Path, work: Path, distance: float, min_faces: int = 2) -> tuple[dict, float]:
     config = work / f"config-{distance}.yaml"
     db = work / f"fw-{distance}.db"
     config.write_text(f"watch:\n  paths: [{folder}]\ndatabase: {db}\nlogging: {{level: warning, format: json}}\n"
                       f"people: {{match_distance: {distance}, min_faces: {min_faces}}}\n")
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "facewatch.launch", "--config", str(config), "scan"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - started
+    elapsed = timed_scan(config)
     out = subprocess.run([sys.executable, "-m", "facewatch.launch", "--config", str(config), "export"],
                          check=True, capture_output=True, text=True).stdout
     found = {}
@@ -164,10 +169,7 @@ def speed(args) -> None:
             config = work / f"config-{enabled}.yaml"
             config.write_text(f"watch:\n  paths: [{work / 'album'}]\ndatabase: {db}\n"
                               f"logging: {{level: warning}}\npeople: {{enabled: {enabled}}}\n")
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "facewatch.launch", "--config", str(config), "scan"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            elapsed = time.perf_counter() - started
+            elapsed = timed_scan(config)
             faces = sqlite3.connect(db).execute("SELECT count(*) FROM faces").fetchone()[0]
             if enabled == "false":
                 print(f"detection of {faces} faces: {elapsed:.1f} s")
