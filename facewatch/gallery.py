@@ -161,7 +161,8 @@ def _people_pages(store: Store, config: Config, out: str, people: dict) -> None:
     from facewatch.people_commands import face_crops, jpeg
     cards = []
     for person in people.values():
-        faces = store.person_faces(person.person_id, 60)
+        every = store.person_faces(person.person_id, 2000)  # best first: the page shows the first 60
+        faces = every[:60]
         missing = [f for f in faces if not os.path.exists(os.path.join(out, "crops", f"{f.face_id}.jpg"))]
         for face, crop in face_crops(missing, config.processing.max_pixels, CROP):  # made once per face
             _write_bytes(os.path.join(out, "crops", f"{face.face_id}.jpg"), jpeg(crop))
@@ -171,7 +172,7 @@ def _people_pages(store: Store, config: Config, out: str, people: dict) -> None:
                        f'src="../crops/{f.face_id}.jpg" alt="face {f.index} of {text(f.path)}"></a>'
                        for f, _ in crops)
         seen = {}
-        for f in store.person_faces(person.person_id, 2000):
+        for f in every:
             seen.setdefault(f.file_id, f.path)
         photos = "".join(f'<li><a href="../photo/{file_id}.html">{text(path)}</a></li>'
                          for file_id, path in sorted(seen.items(), key=lambda item: item[1]))

@@ -215,13 +215,14 @@ class PeopleStage:
 
     def save(self, claimant: str, jobs: list, outcomes: list[Embedded], now: float) -> int:
         """Place the faces embedded now and store everything; returns faces saved."""
+        file_of = {face_id: job.file_id for job in jobs for face_id, _ in job.faces}
         for attempt in range(3):
             self.index.refresh()
-            carried = {}
-            for job in jobs:
-                carried.update(self._carried(job))
-            new = [(o.face_id, file_of, carried.get(o.face_id), vector(o.embedding))
-                   for o, file_of in ((o, self._file_of(jobs, o.face_id)) for o in outcomes) if o.kind == "done"]
+            # a face already in a person (an edited photo's, found where a placed face was) keeps it
+            carried = {face_id: found[1] for face_id, found in self.store.faces_now(list(file_of)).items()
+                       if found[1] is not None}
+            new = [(o.face_id, file_of[o.face_id], carried.get(o.face_id), vector(o.embedding))
+                   for o in outcomes if o.kind == "done"]
             placements = self.index.place(new)
             try:
                 created = self.store.save_embeddings(claimant, outcomes, placements, now, self.index.version)
@@ -235,11 +236,3 @@ class PeopleStage:
             self.index.created(created)
             return len(outcomes)
         raise PeopleChanged()
-
-    def _carried(self, job) -> dict[int, Optional[int]]:
-        now = self.store.faces_now([face_id for face_id, _ in job.faces])
-        return {face_id: found[1] for face_id, found in now.items() if found[1] is not None}
-
-    @staticmethod
-    def _file_of(jobs, face_id: int) -> int:
-        return next(job.file_id for job in jobs if any(f == face_id for f, _ in job.faces))

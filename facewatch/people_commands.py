@@ -111,7 +111,7 @@ def faces_in(config: Config, photo: str) -> list[np.ndarray]:
 def like(store: Store, queries: list[np.ndarray], limit: int, exclude: str = "") -> list[Match]:
     """Indexed photos whose faces are most like any of `queries`, best first, within LIKE_DISTANCE."""
     best: dict[int, tuple[float, object]] = {}
-    ids, files, persons, chunk = [], [], [], []
+    files, persons, chunk = [], [], []
 
     def flush():
         if not chunk:
@@ -121,11 +121,10 @@ def like(store: Store, queries: list[np.ndarray], limit: int, exclude: str = "")
         for file_id, person, d in zip(files, persons, distances.tolist()):
             if d < LIKE_DISTANCE and (file_id not in best or d < best[file_id][0]):
                 best[file_id] = (d, person)
-        ids.clear(), files.clear(), persons.clear(), chunk.clear()
+        files.clear(), persons.clear(), chunk.clear()
 
     from facewatch.vectors import vector
     for face in store.indexed_faces(0):
-        ids.append(face.face_id)
         files.append(face.file_id)
         persons.append(face.person_id)
         chunk.append(vector(face.embedding))

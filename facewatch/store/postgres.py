@@ -23,8 +23,7 @@ from contextlib import contextmanager
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from facewatch.store import (DETECTED, FACES_PER_JOB, HEARTBEAT_STALE_S, Claim, FaceJob, Stats, group_jobs, iso,
-                             plan_save, same_person)
+from facewatch.store import DETECTED, HEARTBEAT_STALE_S, Claim, Stats, iso, plan_save, same_person
 from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable,
                                     translating)
 from facewatch.store.postgres_schema import MIGRATIONS
@@ -169,6 +168,8 @@ def _mapped(store, exc: Exception) -> Optional[StoreError]:
 
 @translating(_mapped)
 class PostgresStore(SQLiteStore):
+    _LOCK_WAITING_FACES = " FOR UPDATE OF x SKIP LOCKED"  # claim_faces: hosts never lease one face twice
+
     def __init__(self, database: str, readonly: bool = False):
         import psycopg  # noqa: F401  (a clear ImportError here if it is not installed)
         self.database = database
@@ -508,23 +509,6 @@ class PostgresStore(SQLiteStore):
             c.execute(f"UPDATE faces SET embed_claimed_by = NULL, embed_claimed_until = NULL "
                       f"WHERE embed_claimed_by IN {dead}", args)
         return len(ids)
-
-    def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float) -> list[FaceJob]:
-        with self._write() as c:
-            rows = c.execute(
-                "SELECT x.face_id, x.file_id, x.x, x.y, x.w, x.h, x.embed_attempts FROM faces x "
-                "JOIN files f ON f.file_id = x.file_id AND f.status = 'done' "
-                "WHERE x.embed_state = 'waiting' AND x.embed_claimed_by IS NULL AND x.embed_not_before <= ? "
-                "ORDER BY x.face_id LIMIT ? FOR UPDATE OF x SKIP LOCKED", (now, limit * FACES_PER_JOB)).fetchall()
-            jobs = group_jobs(rows, limit)
-            leased = [face_id for job in jobs for face_id, _ in job[1]]
-            if not leased:
-                return []
-            c.execute("UPDATE faces SET embed_claimed_by = ?, embed_claimed_until = ? WHERE face_id = ANY(?)",
-                      (claimant, now + lease_s, leased))
-            files = {r[0]: (_s(r[1]), r[2]) for r in c.execute(
-                "SELECT file_id, path, content_hash FROM files WHERE file_id = ANY(?)", ([j[0] for j in jobs],))}
-        return [FaceJob(file_id, *files[file_id], tuple(faces), attempts) for file_id, faces, attempts in jobs]
 
     def _after_load(self, c) -> None:
         """Rows came in with their ids: the identity sequences go on after the largest."""

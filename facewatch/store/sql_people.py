@@ -21,6 +21,8 @@ def _s(blob: bytes) -> str:
 class PeopleQueries:
     """Needs `_write()`, `_read()`, `_fresh_reader()`, `conn` and `display` from the store."""
 
+    _LOCK_WAITING_FACES = ""  # one writer: the transaction is lock enough (PostgreSQL's locks the rows)
+
     # the people stage --------------------------------------------------------------------------
     def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float) -> list[FaceJob]:
         """Lease the waiting faces of up to `limit` done files (FACES_PER_JOB at most per job)."""
@@ -29,7 +31,7 @@ class PeopleQueries:
                 "SELECT x.face_id, x.file_id, x.x, x.y, x.w, x.h, x.embed_attempts FROM faces x "
                 "JOIN files f ON f.file_id = x.file_id AND f.status = 'done' "
                 "WHERE x.embed_state = 'waiting' AND x.embed_claimed_by IS NULL AND x.embed_not_before <= ? "
-                "ORDER BY x.face_id LIMIT ?", (now, limit * FACES_PER_JOB)).fetchall()
+                f"ORDER BY x.face_id LIMIT ?{self._LOCK_WAITING_FACES}", (now, limit * FACES_PER_JOB)).fetchall()
             jobs = group_jobs(rows, limit)
             leased = [(claimant, now + lease_s, face_id) for job in jobs for face_id, _ in job[1]]
             c.executemany("UPDATE faces SET embed_claimed_by=?, embed_claimed_until=? WHERE face_id=?", leased)
