@@ -303,7 +303,11 @@ def gallery(ctx: click.Context, out_dir: str) -> None:
             click.echo(f"facewatch: {out_dir}: cannot be made: {exc.strerror or exc}", err=True)
             ctx.exit(1)
         stats = collect_status(config, time.time())
-        report = build_gallery(store, config, out_dir, stats)
+        try:
+            report = build_gallery(store, config, out_dir, stats)
+        except OSError as exc:  # a full disk, a folder we may not write
+            click.echo(f"facewatch: {exc.filename or out_dir}: cannot be written: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
     note = f", {report.unreadable} photos not readable now (shown without a picture)" if report.unreadable else ""
     click.echo(f"wrote {os.path.join(out_dir, 'index.html')}: {report.photos} photos on {report.pages} pages, "
                f"{report.thumbnails_made} pictures made, {report.thumbnails_kept} photos had theirs already{note} "

@@ -106,7 +106,11 @@ def people_sheet(ctx: click.Context, person: str, out: str, limit: int) -> None:
     with _database_errors(ctx), _people_errors(ctx):
         store = _existing(ctx, config)
         found = store.person(person)
-        shown = contact_sheet(store, config, found.person_id, out, limit)
+        try:
+            shown = contact_sheet(store, config, found.person_id, out, limit)
+        except OSError as exc:  # a full disk, a folder we may not write
+            click.echo(f"facewatch: {out}: cannot be written: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
     click.echo(f"wrote {out}: {shown} faces of person {found.person_id}"
                + (f" ({found.name})" if found.name else ""), err=True)
 
