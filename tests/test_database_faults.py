@@ -132,6 +132,21 @@ def test_a_database_damaged_in_the_middle(setup):
     assert "malformed" in out.stdout + out.stderr or "integrity:" in out.stdout
 
 
+def test_damage_where_a_run_would_not_read_is_refused_before_it_writes(setup):
+    # a page of people corrections: a scan of these files never reads it, so only a check of
+    # every page at the start stops a writer from working on (and around) a damaged file
+    config, database = setup
+    _index_with_files(config, database, count=50)
+    db = sqlite3.connect(database)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name='person_rejections'").fetchone()
+    db.close()
+    with open(database, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(os.urandom(page_size))
+    assert_refused(config, database, "is damaged", commands=[("scan",), ("resume",), ("run",)])
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a read-only filesystem needs root")
 def test_a_read_only_filesystem(setup, tmp_path):
     config, _ = setup

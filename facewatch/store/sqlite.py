@@ -210,7 +210,17 @@ class SQLiteStore(PeopleQueries):
         except OSError as exc:
             raise StoreUnusable(f"the database {self.database} cannot be locked: {exc.strerror or exc} "
                                 f"({self._file_lock.path}): facewatch needs to write beside it") from None
+        self._refuse_damage()
         self.release_stale(float("inf"))  # one writer, and it is us: every claim left is a dead one's
+
+    def _refuse_damage(self) -> None:
+        """A writer starts only on a sound file: SQLite's quick check of every page (about 0.6 s a
+        GB), so that damage the run would not happen to read is not written around and spread."""
+        found = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if found != "ok":
+            found = " ".join(found.replace("*** in database main ***", "").split())  # one line
+            raise StoreUnusable(f"the database {self.database} is damaged ({found}): restore a backup "
+                                "(`facewatch backup` makes them), or move it aside to start a new index")
 
     def unlock(self) -> None:
         self._file_lock.release()
