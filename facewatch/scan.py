@@ -88,9 +88,9 @@ def _drain(worker: Worker, store, tracker: CheckpointTracker, config: Config, te
 
     def on_saved(batch: Batch) -> None:
         for claim in batch.claims:
+            if bar:  # before the update: a checkpoint line it prints is redrawn under a current bar
+                bar.show(tracker.processed + 1)
             tracker.update(claim.path)
-        if bar:
-            bar.show(tracker.processed)
 
     faces = {"settled": 0, "bar": None}
 
