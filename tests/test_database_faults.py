@@ -191,8 +191,10 @@ def test_backup_of_a_live_index_while_the_daemon_works(tmp_path, photo_dir, daem
     config = write_config(tmp_path, processing={"batch_size": 8, "min_decode_side": 100000})
     make_variants(photo_dir, tmp_path / "photos", 150, seed=21, side=2400)
     d = daemon(config)
-    wait_until(lambda: peek(config, "SELECT count(*) FROM files WHERE status = 'done'") >= 16, timeout=60,
-               interval=0.01, message="a backlog under way")
+    # every file known (reconcile queues them while the first batches run) and the backlog under way
+    wait_until(lambda: peek(config, "SELECT count(*) FROM files WHERE status = 'done'") >= 16
+               and peek(config, "SELECT count(*) FROM files") == 150, timeout=60, interval=0.01,
+               message="a backlog under way")
     out = facewatch(config, "backup", str(tmp_path / "copy.db"))
     assert status(config)["files"]["done"] < 150, "the backlog was done before the backup: use more photos"
     copy_config = write_config(tmp_path / "restore", database=str(tmp_path / "copy.db"))
