@@ -183,6 +183,7 @@ class PostgresStore(SQLiteStore):
         self._closing = threading.Event()
         self._pool = None
         self._connect_probe()
+        self._check_schema()
         if not readonly:
             self.migrate()
         elif self._unapplied():
@@ -284,16 +285,36 @@ class PostgresStore(SQLiteStore):
         applied = {r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")} if exists else set()
         return [name for name, _ in MIGRATIONS if name not in applied]
 
+    def _check_schema(self) -> None:
+        """Refuse another program's tables and a newer facewatch's schema, touching nothing: a schema
+        without facewatch's migrations may hold tables of other names, none of facewatch's (the
+        checkpoint specification's two included: its DDL is SQLite's, and is upgraded there)."""
+        from facewatch.store.sqlite_schema import EXPECTED
+        if self.conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]:
+            self._refuse_newer({r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")})
+            return
+        clashing = [r[0] for r in self.conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_name = ANY(?) ORDER BY table_name", (sorted(EXPECTED),))]
+        if clashing:
+            raise StoreUnusable(f"{self.display} is another program's database (it has tables facewatch did "
+                                f"not make: {', '.join(clashing[:5])}): point `database` at another database "
+                                "or schema")
+
+    def _refuse_newer(self, applied: set) -> None:
+        newer = sorted(applied - {name for name, _ in MIGRATIONS})
+        if newer:
+            raise StoreUnusable(f"the database {self.display} was made by a newer facewatch (schema changes "
+                                f"this version does not know: {', '.join(newer)}): upgrade facewatch; the "
+                                "database was left as it is")
+
     def migrate(self) -> list[str]:
         applied = []
         with self._write() as c:
             c.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))  # hosts starting together
             c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
             done = {r[0] for r in c.execute("SELECT name FROM schema_migrations")}
-            newer = sorted(done - {name for name, _ in MIGRATIONS})
-            if newer:
-                raise StoreUnusable(f"the database {self.display} was made by a newer facewatch (schema changes "
-                                    f"this version does not know: {', '.join(newer)}): upgrade facewatch")
+            self._refuse_newer(done)  # again, under the lock: another host may have upgraded meanwhile
             for name, steps in MIGRATIONS:
                 if name in done:
                     continue
