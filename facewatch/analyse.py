@@ -21,7 +21,7 @@ from facewatch import embed
 from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
 from facewatch.store import Claim, Embedded, FaceJob, Result
-from facewatch.tiles import MIN_DETAIL, WHOLE_SEES, closer_look, levels, merge, quarter, same_face
+from facewatch.tiles import LOOP_MAY_SEE, MIN_DETAIL, closer_look, levels, merge, quarter, same_face
 
 # errors worth another try later: the disk, the mount or the network may come back
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
@@ -267,7 +267,7 @@ def as_the_loop_sees(detector: Detector, data: bytes, max_pixels: int, first: li
     reduced decode hid from it: boxed as that pass boxes them (it draws a face near its limit
     larger and lower than a closer look does), where the full-size pass finds them at all. A
     full-size decode, only for the rare photo that has such a face."""
-    hidden = [f for f in faces if f not in first and f.bbox[2] >= WHOLE_SEES * 0.8 * max(width, height)]
+    hidden = [f for f in faces if f not in first and f.bbox[2] >= LOOP_MAY_SEE * max(width, height)]
     if not hidden:
         return faces
     full = decode(data, max_pixels, min_side=max(width, height))

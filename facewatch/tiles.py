@@ -16,6 +16,9 @@ from facewatch.store import Face
 FACE_IN_TILE = 12  # a tile's side in face widths: such a face is 16 of the model's 192 pixels
 OVERLAP = 0.25  # of a tile's side: a face up to a quarter of a tile lies wholly inside some tile
 WHOLE_SEES = 0.07  # the whole-picture pass finds faces from about this fraction of the long side
+# a face found in tiles that the full-size whole pass may find too: that pass finds faces from
+# about 4.5% of the long side, and draws one near its limit up to 1.5 times wider than tiles do
+LOOP_MAY_SEE = 0.03
 CANDIDATE_SCORE = 0.3  # the whole-picture pass reports faces from this score, as hints
 SMALL = 0.10  # of the long side: a face this small may stand beside smaller ones
 SMALL_PICTURE = 1024  # long side: so few tiles that any hint of a face pays for a closer look
