@@ -255,7 +255,7 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
         if picture.scale > scale:  # the first decode is too coarse for faces this small
             picture = decode(data, max_pixels, min_side=-(-max(width, height) // scale))
         faces = merge(faces, detector.tiles(picture.rgb, width, height, picture.scale,
-                                            levels(width, height, smallest)))
+                                            levels(width, height, smallest), known=faces))
     if whole_scale == 1:  # the whole pass saw full-size pixels already: its boxes are the loop's
         return faces
     return as_the_loop_sees(detector, data, max_pixels, first, faces, width, height)

@@ -33,8 +33,10 @@ class Detector(Protocol):
         """The whole-picture pass: its faces, and (unless small_faces is off) its hints below
         min_confidence."""
 
-    def tiles(self, rgb: np.ndarray, width: int, height: int, scale: int, sides: list[int]) -> list[Face]:
-        """Faces found in overlapping tiles of those sides (full-size pixels)."""
+    def tiles(self, rgb: np.ndarray, width: int, height: int, scale: int, sides: list[int],
+              known: list[Face] = ()) -> list[Face]:
+        """Faces found in overlapping tiles of those sides (full-size pixels), but those `known`
+        already."""
 
 
 class MediaPipeDetector:
@@ -63,15 +65,18 @@ class MediaPipeDetector:
         result = self._solution.process(square)
         return [_to_face(d, width, height) for d in result.detections or ()]
 
-    def tiles(self, rgb: np.ndarray, width: int, height: int, scale: int, sides: list[int]) -> list[Face]:
-        """Faces in overlapping tiles, each confirmed by a second look (see `confirmed`)."""
+    def tiles(self, rgb: np.ndarray, width: int, height: int, scale: int, sides: list[int],
+              known: list[Face] = ()) -> list[Face]:
+        """Faces in overlapping tiles, each confirmed by a second look (see `confirmed`), but those
+        `known` already (the whole-picture pass's, which tiles see again: no look spent on them)."""
         found = []
         for side in sides:
             smallest = 0.7 * side / FACE_IN_TILE  # smaller boxes are textures the upscaling made faces of
             for tile in grid(width, height, side):
                 found += [f for f in self._in_tile(rgb, width, height, scale, tile)
                           if f.bbox[2] >= smallest and not cut_by_edge(f.bbox, tile, width, height, 2 * scale)]
-        return [c for c in (self.confirmed(rgb, width, height, scale, f) for f in merge([], found)) if c]
+        new = [f for f in merge([], found) if not any(same_face(f.bbox, k.bbox) for k in known)]
+        return [c for c in (self.confirmed(rgb, width, height, scale, f) for f in new) if c]
 
     def confirmed(self, rgb: np.ndarray, width: int, height: int, scale: int, face: Face) -> Optional[Face]:
         """The face again, seen in a square of four face widths around it (a face is a face at any
