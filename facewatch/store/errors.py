@@ -31,6 +31,16 @@ class DatabaseInUse(StoreError):
 TRANSIENT = (StoreBusy, StoreUnavailable)
 
 
+def refuse_newer(database: str, applied: set, migrations: list) -> None:
+    """StoreUnusable when `database` records schema changes (names in `applied`) that this
+    version's `migrations` do not have: a newer facewatch made it."""
+    newer = sorted(applied - {name for name, _ in migrations})
+    if newer:
+        raise StoreUnusable(f"the database {database} was made by a newer facewatch (schema changes this "
+                            f"version does not know: {', '.join(newer)}): upgrade facewatch; the database was "
+                            "left as it is")
+
+
 Mapper = Callable[[object, Exception], Optional[StoreError]]  # (store, error) -> ours, or None: not mapped
 
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from facewatch.store import DETECTED, HEARTBEAT_STALE_S, Claim, Stats, iso, plan_save, same_person
 from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable,
-                                    translating)
+                                    refuse_newer, translating)
 from facewatch.store.postgres_schema import MIGRATIONS
 from facewatch.store.sqlite import _CONSISTENCY, SQLiteStore, _b, _s
 
@@ -183,10 +183,11 @@ class PostgresStore(SQLiteStore):
         self._closing = threading.Event()
         self._pool = None
         self._connect_probe()
-        self._check_schema()
+        applied = self._applied()
+        self._check_schema(applied)
         if not readonly:
             self.migrate()
-        elif self._unapplied():
+        elif applied is None or any(name not in applied for name, _ in MIGRATIONS):
             raise StoreUnusable(f"the database {self.display} has no facewatch index yet (or an older one): "
                                 "run `facewatch scan` or start the daemon")
         self._check_columns()
@@ -280,18 +281,19 @@ class PostgresStore(SQLiteStore):
             self._holder = None
 
     # schema -----------------------------------------------------------------------------------
-    def _unapplied(self) -> list[str]:
-        exists = self.conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
-        applied = {r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")} if exists else set()
-        return [name for name, _ in MIGRATIONS if name not in applied]
+    def _applied(self) -> Optional[set]:
+        """The schema changes recorded, or None: no schema_migrations table (no facewatch index)."""
+        if not self.conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]:
+            return None
+        return {r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")}
 
-    def _check_schema(self) -> None:
+    def _check_schema(self, applied: Optional[set]) -> None:
         """Refuse another program's tables and a newer facewatch's schema, touching nothing: a schema
         without facewatch's migrations may hold tables of other names, none of facewatch's (the
         checkpoint specification's two included: its DDL is SQLite's, and is upgraded there)."""
         from facewatch.store.sqlite_schema import EXPECTED
-        if self.conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]:
-            self._refuse_newer({r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")})
+        if applied is not None:
+            refuse_newer(self.display, applied, MIGRATIONS)
             return
         clashing = [r[0] for r in self.conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
@@ -301,20 +303,13 @@ class PostgresStore(SQLiteStore):
                                 f"not make: {', '.join(clashing[:5])}): point `database` at another database "
                                 "or schema")
 
-    def _refuse_newer(self, applied: set) -> None:
-        newer = sorted(applied - {name for name, _ in MIGRATIONS})
-        if newer:
-            raise StoreUnusable(f"the database {self.display} was made by a newer facewatch (schema changes "
-                                f"this version does not know: {', '.join(newer)}): upgrade facewatch; the "
-                                "database was left as it is")
-
     def migrate(self) -> list[str]:
         applied = []
         with self._write() as c:
             c.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))  # hosts starting together
             c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
             done = {r[0] for r in c.execute("SELECT name FROM schema_migrations")}
-            self._refuse_newer(done)  # again, under the lock: another host may have upgraded meanwhile
+            refuse_newer(self.display, done, MIGRATIONS)  # again, under the lock: another host may have upgraded
             for name, steps in MIGRATIONS:
                 if name in done:
                     continue

@@ -14,10 +14,10 @@ from facewatch.lock import FileLock, is_held
 from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, PROCESSED, REQUEUE, CheckpointRecord,
                              Claim, DaemonInfo, ExportFilter, Face, FileRecord, FileStat, Known, Result, Source, Stats,
                              checkpoint_status, iso, needs_analysis, plan_save, same_person)
-from facewatch.store.errors import StoreUnusable
+from facewatch.store.errors import StoreUnusable, refuse_newer
 from facewatch.store.sql_people import PeopleQueries, _b, _s
 from facewatch.store.errors import translating
-from facewatch.store.sqlite_errors import mapped
+from facewatch.store.sqlite_errors import damaged, mapped
 from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
 
 BUSY_TIMEOUT_MS = 30_000
@@ -95,12 +95,7 @@ class SQLiteStore(PeopleQueries):
                 raise StoreUnusable(f"{self.database} is another program's database (it has tables facewatch "
                                     f"did not make: {', '.join(foreign[:5])}): point `database` at a new file")
             return
-        known = {name for name, _ in MIGRATIONS}
-        newer = sorted({r[0] for r in c.execute("SELECT name FROM schema_migrations")} - known)
-        if newer:
-            raise StoreUnusable(f"the database {self.database} was made by a newer facewatch (schema "
-                                f"changes this version does not know: {', '.join(newer)}): upgrade facewatch; "
-                                "the database was left as it is")
+        refuse_newer(self.database, {r[0] for r in c.execute("SELECT name FROM schema_migrations")}, MIGRATIONS)
 
     def _check_columns(self) -> None:
         for table, columns in EXPECTED.items():
@@ -218,9 +213,7 @@ class SQLiteStore(PeopleQueries):
         GB), so that damage the run would not happen to read is not written around and spread."""
         found = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         if found != "ok":
-            found = " ".join(found.replace("*** in database main ***", "").split())  # one line
-            raise StoreUnusable(f"the database {self.database} is damaged ({found}): restore a backup "
-                                "(`facewatch backup` makes them), or move it aside to start a new index")
+            raise damaged(self.database, " ".join(found.replace("*** in database main ***", "").split()))
 
     def unlock(self) -> None:
         self._file_lock.release()

@@ -41,6 +41,11 @@ def translate(exc: sqlite3.Error, database: str) -> StoreError:
     return StoreUnusable(f"the database {database} " + _PERMANENT.get(code, _UNKNOWN_SCHEMA).format(message=message))
 
 
+def damaged(database: str, message: str) -> StoreUnusable:
+    """What SQLite's "malformed" says, for damage a check found before any statement met it."""
+    return StoreUnusable(f"the database {database} " + _PERMANENT[11].format(message=message))
+
+
 def mapped(store, exc: Exception):
     """The store's error for a sqlite3 error; None for what is a bug of ours (ProgrammingError)."""
     if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.ProgrammingError):
