@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import sqlite3
@@ -250,6 +251,34 @@ def peek(config: Path, sql: str, default=0):
     except sqlite3.OperationalError:  # not created yet
         return default
     return default if row is None or row[0] is None else row[0]
+
+
+# every command that opens the database: a database that cannot be used gets the same refusal
+COMMANDS = [("status",), ("status", "--json"), ("export",), ("show", "x.jpg"), ("failed",), ("check",),
+            ("retry", "--all"), ("scan",), ("resume",), ("run",), ("backup", "copy.db")]
+
+
+def run_timed(config, *args, prefix=(), timeout=30):
+    """Run facewatch; (exit status, stderr, seconds, CPU seconds of it and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    result = subprocess.run([*prefix, *FACEWATCH, "--config", str(config), *args], capture_output=True,
+                            text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=config.parent)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result.returncode, result.stderr, time.monotonic() - started, cpu
+
+
+def assert_refused(config, database, words, commands=COMMANDS, prefix=()):
+    """Each command exits 4 with one line naming `database` and saying `words`, fast, no traceback."""
+    for args in commands:
+        code, err, seconds, cpu = run_timed(config, *args, prefix=prefix)
+        assert code == 4, f"facewatch {' '.join(args)} exited {code}: {err}"
+        assert "Traceback" not in err, err
+        lines = [line for line in err.splitlines() if line.strip() and not line.startswith("{")]
+        assert len(lines) == 1, f"facewatch {' '.join(args)}: {err}"
+        assert str(database) in lines[0] and words in lines[0], lines[0]
+        assert seconds < 10 and cpu < 8, f"facewatch {' '.join(args)}: {seconds:.1f} s, {cpu:.1f} s of CPU"
 
 
 def facewatch(config: Path, *args, check=True, timeout=120, **kwargs) -> subprocess.CompletedProcess:

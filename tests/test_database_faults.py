@@ -3,41 +3,16 @@ fast and without a busy loop; `check` finds what is wrong; `backup` copies a liv
 import hashlib
 import json
 import os
-import resource
 import sqlite3
 import subprocess
-import time
 
 import pytest
 
-from conftest import FACEWATCH, NO_DAC, facewatch, make_variants, peek, status, wait_until, write_config
+from conftest import (FACEWATCH, NO_DAC, assert_refused, facewatch, make_variants, peek, run_timed, status,
+                      wait_until, write_config)
 
 IS_ROOT = os.geteuid() == 0
-COMMANDS = [("status",), ("status", "--json"), ("export",), ("show", "x.jpg"), ("failed",), ("check",),
-            ("retry", "--all"), ("scan",), ("resume",), ("run",), ("backup", "copy.db")]
 WRITERS = {"retry", "scan", "resume", "run"}
-
-
-def run_timed(config, *args, prefix=(), timeout=30):
-    """Run facewatch; (exit status, stderr, seconds, CPU seconds of it and its children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    result = subprocess.run([*prefix, *FACEWATCH, "--config", str(config), *args], capture_output=True,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=config.parent)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return result.returncode, result.stderr, time.monotonic() - started, cpu
-
-
-def assert_refused(config, database, words, commands=COMMANDS, prefix=()):
-    for args in commands:
-        code, err, seconds, cpu = run_timed(config, *args, prefix=prefix)
-        assert code == 4, f"facewatch {' '.join(args)} exited {code}: {err}"
-        assert "Traceback" not in err, err
-        lines = [line for line in err.splitlines() if line.strip() and not line.startswith("{")]
-        assert len(lines) == 1, f"facewatch {' '.join(args)}: {err}"
-        assert str(database) in lines[0] and words in lines[0], lines[0]
-        assert seconds < 10 and cpu < 8, f"facewatch {' '.join(args)}: {seconds:.1f} s, {cpu:.1f} s of CPU"
 
 
 @pytest.fixture
