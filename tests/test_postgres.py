@@ -77,7 +77,11 @@ def test_two_hosts_share_one_queue_and_one_killed_loses_nothing(tmp_path, daemon
     try:
         hosts = {x["host"] for x in status(config)["daemons"] if x["running"]}
         assert len(hosts) == 2 and "facewatch-host-b" in hosts
-        paths = make_variants(photo_dir, tmp_path / "photos", 500, side=900, seed=6)
+        # made aside, then moved in at once: a backlog (made in place, they arrive no faster than two
+        # hosts analyse them, and there is never a batch to kill host b in the middle of)
+        (tmp_path / "photos").mkdir(exist_ok=True)
+        paths = [made.rename(tmp_path / "photos" / made.name)
+                 for made in make_variants(photo_dir, tmp_path / "made", 500, side=900, seed=6)]
         wait_until(lambda: query(postgres_url, "SELECT count(*) FROM files WHERE status = 'done'")[0][0] >= 100,
                    timeout=120, interval=0.05, message="a backlog under way")
 
