@@ -229,7 +229,12 @@ def _cpu_seconds(pid: int) -> float:
 def test_a_database_locked_by_another_process_for_30_s_is_waited_for_without_spinning(tmp_path, photo_dir, daemon):
     config = write_config(tmp_path)
     d = daemon(config)
-    time.sleep(2)  # past the start-up reconcile
+
+    def at_rest() -> bool:  # start-up done (reconcile, the analysers' models): a second of almost no CPU
+        before = _cpu_seconds(d.proc.pid)
+        time.sleep(1.0)
+        return _cpu_seconds(d.proc.pid) - before < 0.02
+    wait_until(at_rest, timeout=60, interval=0, message="the daemon at rest after its start")
     other = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"), isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     for i in range(5):
