@@ -26,7 +26,8 @@ from facewatch.store import TRANSIENT, FileStat, Store, StoreError, StoreUnusabl
 
 log = structlog.get_logger("facewatch.watcher")
 
-FLUSH_INTERVAL_S = 0.02
+FLUSH_INTERVAL_S = 0.02  # how long a burst of events may take to arrive before it is applied
+WAKE = None  # put on the notes queue to wake the flusher (to stop)
 FALLBACK_POLL_S = 10.0  # polling a tree costs a stat of every file: not every second
 
 
@@ -177,6 +178,7 @@ class Watcher:
         for root in list(self.observers):
             self.unwatch(root)
         self._stop.set()
+        self.notes.put(WAKE)
         if self._flusher.is_alive():
             self._flusher.join(timeout=10)
         try:
@@ -187,6 +189,7 @@ class Watcher:
     # the flusher --------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wait_for_work()
             try:
                 self._flush()
             except TRANSIENT as exc:  # the store is locked or full: the notes wait
@@ -195,7 +198,22 @@ class Watcher:
             except StoreUnusable as exc:
                 self.on_fatal(exc)
                 self._stop.wait(1.0)
-            self._stop.wait(FLUSH_INTERVAL_S)
+
+    def _wait_for_work(self) -> None:
+        """Sleep until a note arrives or a settling file is due (an idle daemon wakes for nothing);
+        a note's burst gets FLUSH_INTERVAL_S to arrive whole. Returns at once with work left over."""
+        if self._carry or self._complete:
+            return
+        timeout = None
+        if self.settling:
+            settle = self.config.processing.settle_s
+            due = min(since for _, since, _ in self.settling.values()) + settle
+            timeout = min(max(due - self.clock(), 0.0), settle)
+        try:
+            self._carry.append(self.notes.get(timeout=timeout))
+        except queue.Empty:
+            return  # a settling file is due
+        self._stop.wait(FLUSH_INTERVAL_S)
 
     def _flush(self) -> None:
         """Apply the notes gathered since the last flush; on a store error keep what is left."""
@@ -205,6 +223,7 @@ class Watcher:
                 notes.append(self.notes.get_nowait())
             except queue.Empty:
                 break
+        notes = [note for note in notes if note is not WAKE]
         for i, note in enumerate(notes):
             try:
                 self._apply(note, self._complete)

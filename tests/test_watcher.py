@@ -137,3 +137,19 @@ def test_a_root_that_appears_later_is_watched(setup, photo_dir, tmp_path):
     assert watcher.check_roots() == [str(later)]
     shutil.copy(photo_dir / "astronaut.jpg", later / "a.jpg")
     wait_until(lambda: str(later / "a.jpg") in queued(store), timeout=5)
+
+
+def test_an_idle_flusher_sleeps_until_a_note_or_a_settling_file_is_due(setup, photo_dir):
+    """It used to look every 20 ms, idle or not: 50 wake-ups a second from a daemon with nothing to do."""
+    watcher, store, photos = setup()
+    flushes = []
+    real_flush = watcher._flush
+    watcher._flush = lambda: flushes.append(time.monotonic()) or real_flush()
+    time.sleep(2)
+    assert len(flushes) <= 1, f"an idle flusher woke {len(flushes)} times in 2 s"
+    flushes.clear()
+    shutil.copy(photo_dir / "astronaut.jpg", photos / "a.jpg")
+    wait_until(lambda: queued(store).get(str(photos / "a.jpg")) == "pending", timeout=5)
+    time.sleep(1)
+    # the notes of the copy, then the file's settle time: a handful of wake-ups, not one per 20 ms
+    assert 1 <= len(flushes) <= 6, f"{len(flushes)} flushes for one file"
