@@ -1,11 +1,15 @@
 """What only the SQLite backend has: its migrations, PRAGMAs, foreign keys and single-writer lock,
 and the specification's own tables upgraded in place."""
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
 from facewatch.checkpoint import DatabaseCheckpointManager
-from facewatch.store import DatabaseInUse, Face, FileStat, Result, open_store
+from facewatch.store import DatabaseInUse, Face, FileStat, Result, StoreBusy, open_store
 from facewatch.store.sqlite_schema import MIGRATIONS
 
 FACE = Face(score=0.9, bbox=(10, 20, 30, 40), keypoints=((1, 2), (3, 4)))
@@ -118,3 +122,52 @@ def test_a_database_made_with_the_specifications_ddl_is_upgraded_with_nothing_lo
     assert store.rename("/p/a.jpg", "/p/b.jpg", now=3)  # deletes b's row, and its processed_files row
     assert store.stats().as_dict()["files"]["done"] == 1
     store.close()
+
+
+def _hold_write_lock(database: str, seconds: float) -> subprocess.Popen:
+    """Another process that holds the database's write lock for `seconds` (from when it says so)."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({database!r}, isolation_level=None)\n"
+        "c.execute('BEGIN EXCLUSIVE')\n"
+        "print('held', flush=True)\n"
+        f"time.sleep({seconds})\n"
+        "c.execute('COMMIT')\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_writes_wait_for_another_process_and_go_through_when_it_commits(store):
+    """Every thread of this process that writes while another process holds the database waits
+    (one of them polling, at a growing pause) and each write lands once the other commits."""
+    holder = _hold_write_lock(store.database, 1.5)
+    started, done, errors = time.monotonic(), [], []
+
+    def write(i: int) -> None:
+        try:
+            store.enqueue([FileStat(f"/p/{i}.jpg", 100, 1)], now=1)
+            done.append(time.monotonic() - started)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=40)
+    holder.wait()
+    assert not errors and len(done) == 3
+    assert 1.3 <= min(done) and max(done) < 6, done  # after the commit; pauses grow to 4 s at most
+    assert {r.path for r in store.iter_files()} == {"/p/0.jpg", "/p/1.jpg", "/p/2.jpg"}
+
+
+def test_a_write_gives_up_after_the_busy_timeout_with_the_stores_own_error(store, monkeypatch):
+    import facewatch.store.sqlite as backend
+    monkeypatch.setattr(backend, "BUSY_TIMEOUT_MS", 1000)
+    holder = _hold_write_lock(store.database, 4)
+    started = time.monotonic()
+    with pytest.raises(StoreBusy, match="locked"):
+        store.enqueue([FileStat("/p/a.jpg", 100, 1)], now=1)
+    assert time.monotonic() - started < 2.5
+    holder.wait()
+    store.enqueue([FileStat("/p/a.jpg", 100, 1)], now=1)  # and the connection is usable afterwards
+    assert [r.path for r in store.iter_files()] == ["/p/a.jpg"]

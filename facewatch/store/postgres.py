@@ -192,6 +192,15 @@ class PostgresStore(SQLiteStore):
                                 "run `facewatch scan` or start the daemon")
         self._check_columns()
 
+    @contextmanager
+    def _turn(self):
+        """Row locks: a host's writers run side by side (SQLite's take turns)."""
+        yield
+
+    @staticmethod
+    def _begin_write(conn) -> None:
+        conn.execute("BEGIN")  # a lock another transaction holds is waited for by the server
+
     # connections ------------------------------------------------------------------------------
     def _raw(self):
         """A connection of its own, outside the pool: for what holds session state (the writers'

@@ -6,6 +6,7 @@ import os
 import sqlite3
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Optional
@@ -17,10 +18,11 @@ from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, P
 from facewatch.store.errors import StoreUnusable, refuse_newer
 from facewatch.store.sql_people import PeopleQueries, _b, _s
 from facewatch.store.errors import translating
-from facewatch.store.sqlite_errors import damaged, mapped
+from facewatch.store.sqlite_errors import SQLITE_BUSY, code_of, damaged, mapped
 from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
 
 BUSY_TIMEOUT_MS = 30_000
+WRITE_RETRY_MAX_S = 4.0  # a writer waiting for another process looks again at least this often
 DAEMON_ROWS_KEPT = 20
 SQLITE_MAGIC = b"SQLite format 3\0"
 
@@ -40,6 +42,7 @@ class SQLiteStore(PeopleQueries):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writing = threading.RLock()  # one write transaction at a time in this process
         self._file_lock = FileLock(self.database + ".lock")
         self._check_file()
         if not readonly:
@@ -137,14 +140,49 @@ class SQLiteStore(PeopleQueries):
 
     @contextmanager
     def _write(self):
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        """A write transaction: this process's turn, then the database's write lock."""
+        with self._turn():
+            conn = self.conn
+            self._begin_write(conn)
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _turn(self):
+        """SQLite has one writer at a time, so this process's threads take turns at a lock of their
+        own first: a thread waiting for another wakes the moment it is done, and while another
+        process holds the database only one of them polls for it."""
+        if not self._writing.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+            raise sqlite3.OperationalError("database is locked (another thread of facewatch waited for it)")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            yield
+        finally:
+            self._writing.release()
+
+    @staticmethod
+    def _begin_write(conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS while another process writes: here, with
+        a pause that doubles up to WRITE_RETRY_MAX_S, where SQLite's own wait would retry ten times
+        a second for as long as another process holds the database."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.001
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if code_of(exc) != SQLITE_BUSY or time.monotonic() + pause > deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, WRITE_RETRY_MAX_S)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @contextmanager
     def _read(self):

@@ -6,6 +6,7 @@ import sqlite3
 from facewatch.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnusable
 
 # SQLite's primary result codes (https://sqlite.org/rescode.html)
+SQLITE_BUSY = 5
 _WAIT = {5: "is locked by another process", 6: "is locked by another process", 7: "ran out of memory",
          9: "was interrupted", 10: "had an I/O error", 13: "is on a full disk", 15: "is locked by another process",
          17: "changed its schema meanwhile"}
