@@ -35,6 +35,19 @@ class _OverflowHandler(logging.Handler):
             self.on_overflow()
 
 
+class Wake(threading.Event):
+    """The worker loop's wake-up, set whenever work may have arrived (queued here or by another
+    host, claims released); counts those times, so the status line knows when to recount."""
+
+    def __init__(self):
+        super().__init__()
+        self.times_set = 0
+
+    def set(self) -> None:
+        self.times_set += 1
+        super().set()
+
+
 class Daemon:
     """`facewatch run`: watch, reconcile and analyse until stopped. With `worker_only`, only
     analyse from the shared queue (a host lending its cores to a server database)."""
@@ -44,7 +57,7 @@ class Daemon:
         self.worker_only = worker_only
         self.clock = clock
         self.pid = os.getpid()
-        self.wake = threading.Event()
+        self.wake = Wake()
         self.signals = Signals(self.wake)
         self.notifier = Notifier()
         self.store = None

@@ -28,7 +28,7 @@ LEASE_S = 600.0  # a claim not saved by then goes back to the queue (release_sta
 OUTAGE_RETRY_S = 30.0  # a file whose watched folder is unavailable is tried again this much later
 PIPELINE_DEPTH = 2  # batches in flight, so the analysers never wait for a save
 HANG_S = 120.0  # a batch in flight this long has a file the analysers will not finish
-IDLE_WAIT_S = 1.0  # an idle loop looks at the queue at least this often
+IDLE_WAIT_S = 5.0  # an idle loop looks at the queue at least this often (work queued wakes it)
 DRAIN_POLL_S = 0.05  # how soon a stop that cannot wait (a second SIGTERM) cuts a drain short
 
 
@@ -131,26 +131,27 @@ class Worker:
                 stop.wait(p.max_batch_wait_s)
 
     def _idle_pause(self, now: float, burst: bool) -> Optional[float]:
-        """How long an idle loop may sleep; None in burst mode when nothing is left at all."""
+        """How long an idle loop may sleep: until a retry backing off is due, at most IDLE_WAIT_S
+        (new work sets `wake`); None in burst mode when nothing is left at all."""
         pause = IDLE_WAIT_S
         if self._save_backoff_until > now:
             return min(pause, self._save_backoff_until - now)
-        if burst:
-            try:
-                if self.store.queue_size(now):
+        try:
+            if burst and self.store.queue_size(now):
+                return 0.05
+            later = [self.store.next_ready_at()]
+            if self.config.people.enabled:
+                ready, face_later = self.store.faces_ready(now)
+                if burst and ready:
                     return 0.05
-                later = [t for t in (self.store.next_ready_at(),) if t is not None]
-                if self.config.people.enabled:
-                    ready, face_later = self.store.faces_ready(now)
-                    if ready:
-                        return 0.05
-                    later += [t for t in (face_later,) if t is not None]
-            except TRANSIENT:
-                return pause
-            if not later:
-                return None
-            pause = min(pause, max(min(later) - now, 0.05))  # a retry backing off
-        return pause
+                later.append(face_later)
+        except TRANSIENT:
+            return pause
+        later = [t for t in later if t is not None]
+        if burst:
+            return min(pause, max(min(later) - now, 0.05)) if later else None
+        due = [t - now for t in later if t > now]  # what is due now was claimed, or cannot be yet
+        return min([pause, *due])
 
     def _ready(self, now: float) -> int:
         try:

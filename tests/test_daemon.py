@@ -319,3 +319,48 @@ def test_the_daemon_prunes_its_old_checkpoints_and_records_the_threshold(tmp_pat
     assert scan_state["current_threshold"] == 0.6 and scan_state["total_files"] == 1
     d.stop()
     db.close()
+
+
+def test_the_status_line_recounts_only_after_work_at_a_bounded_cost(tmp_path):
+    """Its counts scan the index (0.3 s with a million files): the pulse recounts after something
+    happened, at most STATUS_SHARE of the time, and every STATUS_RECOUNT_S for other hosts' work."""
+    from types import SimpleNamespace
+
+    from facewatch.config import load_config
+    from facewatch.daemon import Wake
+    from facewatch.jobs import STATUS_RECOUNT_S, STATUS_SHARE, Chores
+    from facewatch.store import FileStat, open_store
+    from facewatch.worker import Progress
+    config = load_config(str(write_config(tmp_path)))
+    store = open_store(config.database)
+    now, counts = [1000.0], []
+    real_stats = store.stats
+
+    def stats():  # the real counts, taking half a second of the (fake) clock
+        counts.append(now[0])
+        now[0] += 0.5
+        return real_stats()
+    store.stats = stats
+    d = SimpleNamespace(store=store, wake=Wake(), worker=SimpleNamespace(progress=Progress()), watcher=None,
+                        config=config, clock=time.time)
+    chores = Chores(d)
+    chores.monotonic = lambda: now[0]
+    try:
+        assert chores.status_line().startswith("analysing for others: 0 pending, 0 done") and len(counts) == 1
+        now[0] += 10
+        chores.status_line()
+        assert len(counts) == 1, "recounted with nothing done"
+        store.enqueue([FileStat("/p/a.jpg", 100, 1)], now=1)
+        d.wake.set()  # what the watcher does when it queues a file
+        chores.status_line()
+        assert len(counts) == 1, "recounted sooner than the cost allows"
+        now[0] += 0.5 / STATUS_SHARE
+        assert "1 pending" in chores.status_line() and len(counts) == 2
+        now[0] += STATUS_RECOUNT_S - 1
+        chores.status_line()
+        assert len(counts) == 2
+        now[0] += 2
+        chores.status_line()
+        assert len(counts) == 3, "never recounted for work done elsewhere"
+    finally:
+        store.close()

@@ -81,6 +81,22 @@ def test_a_transient_error_backs_off_then_gives_up_after_max_attempts(setup):
     assert analysers.calls == 4 and store.next_ready_at() is None
 
 
+def test_an_idle_daemon_loop_sleeps_until_a_retry_is_due_and_no_longer(setup):
+    """The loop looks at the queue every IDLE_WAIT_S at most (new work wakes it); a file backing
+    off shortens the sleep to when it is due, and what is due but cannot be claimed does not
+    turn the sleep into a busy loop."""
+    from facewatch.worker import IDLE_WAIT_S
+    worker, store, _ = setup(lambda c: Result(c.file_id, "retry", error="cannot read the file: I/O error"))
+    assert worker._idle_pause(0.0, burst=False) == IDLE_WAIT_S
+    store.enqueue([FileStat("/p/flaky.jpg", 1, 1)], now=0)
+    worker.step(0.0)
+    worker.step(0.0)  # back to the queue, due at 2.0
+    assert store.next_ready_at() == 2.0
+    assert worker._idle_pause(0.5, burst=False) == pytest.approx(1.5)
+    assert worker._idle_pause(2.5, burst=False) == IDLE_WAIT_S  # due, yet not claimed: no spinning
+    assert worker._idle_pause(0.5, burst=True) == pytest.approx(1.5)
+
+
 def test_backoff_grows_and_is_capped():
     assert [backoff_s(n) for n in (1, 2, 3, 8, 9, 20)] == [2, 4, 8, 256, 300, 300]
 
