@@ -74,23 +74,31 @@ def setup_logging(fmt: str = "auto", level: str = "info", stream=None, one_shot:
         fmt = "console" if stream.isatty() and not os.environ.get("JOURNAL_STREAM") else "json"
     renderer = render_console if fmt == "console" else structlog.processors.JSONRenderer(ensure_ascii=False)
     numeric = getattr(logging, level.upper(), logging.INFO)
+    stamp = []
+    if fmt == "json" and not os.environ.get("JOURNAL_STREAM"):
+        stamp = [structlog.processors.TimeStamper(fmt="iso", utc=True)]  # the journal stamps its own
+    elif fmt == "console" and not one_shot:
+        stamp = [structlog.processors.TimeStamper(fmt="%H:%M:%S")]
     processors = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         RateLimiter(),
+        *([_messages_only] if fmt == "console" and one_shot else []),
+        *stamp,
+        structlog.processors.format_exc_info,
+        renderer,
     ]
-    if fmt == "console" and one_shot:
-        processors.append(_messages_only)
-    if fmt == "json" and not os.environ.get("JOURNAL_STREAM"):
-        processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))  # the journal stamps its own
-    elif fmt == "console" and not one_shot:
-        processors.append(structlog.processors.TimeStamper(fmt="%H:%M:%S"))
-    processors += [structlog.processors.format_exc_info, renderer]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    # libraries that log through the standard library (watchdog) go to the same stream, tersely
-    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(name)s: %(message)s", force=True)
+    # libraries that log through the standard library (watchdog, APScheduler): warnings and worse,
+    # to the same stream in the same format (a JSON line, with the library's logger name)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level, *stamp],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer]))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)

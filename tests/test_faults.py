@@ -250,7 +250,11 @@ def test_a_database_locked_by_another_process_for_30_s_is_waited_for_without_spi
     wait_until(lambda: status(config)["files"]["done"] == 5, timeout=60, message="work after the lock")
     assert d.proc.poll() is None
     assert d.stop() == 0
-    assert "Traceback" not in d.log_path.read_text()
+    lines = d.log_path.read_text().splitlines()
+    assert "Traceback" not in "\n".join(lines)
+    # every line JSON, libraries' too; no "job skipped: maximum number of running instances" each pulse
+    assert all(isinstance(json.loads(line), dict) for line in lines), lines
+    assert not [line for line in lines if "running instances" in line]
 
 
 def _watches_in_use() -> int:
