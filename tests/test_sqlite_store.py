@@ -137,9 +137,14 @@ def _hold_write_lock(database: str, seconds: float) -> subprocess.Popen:
     return holder
 
 
-def test_writes_wait_for_another_process_and_go_through_when_it_commits(store):
+@pytest.mark.parametrize("quick_ms", [None, 200], ids=["within-sqlites-own-wait", "after-it-at-growing-pauses"])
+def test_writes_wait_for_another_process_and_go_through_when_it_commits(store, monkeypatch, quick_ms):
     """Every thread of this process that writes while another process holds the database waits
-    (one of them polling, at a growing pause) and each write lands once the other commits."""
+    (one of them looking for it: in SQLite's busy handler at first, then after pauses that grow)
+    and each write lands once the other commits."""
+    if quick_ms is not None:
+        import facewatch.store.sqlite as backend
+        monkeypatch.setattr(backend, "WRITE_WAIT_QUICK_MS", quick_ms)
     holder = _hold_write_lock(store.database, 1.5)
     started, done, errors = time.monotonic(), [], []
 

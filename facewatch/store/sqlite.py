@@ -22,7 +22,11 @@ from facewatch.store.sqlite_errors import SQLITE_BUSY, code_of, damaged, mapped
 from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
 
 BUSY_TIMEOUT_MS = 30_000
-WRITE_RETRY_MAX_S = 4.0  # a writer waiting for another process looks again at least this often
+# a writer waiting for another process: SQLite's own busy wait this long (ten looks a second), then
+# one look after a pause that doubles from WRITE_RETRY_MIN_S to WRITE_RETRY_MAX_S
+WRITE_WAIT_QUICK_MS = 5000
+WRITE_RETRY_MIN_S = 0.25
+WRITE_RETRY_MAX_S = 4.0
 DAEMON_ROWS_KEPT = 20
 SQLITE_MAGIC = b"SQLite format 3\0"
 
@@ -165,12 +169,13 @@ class SQLiteStore(PeopleQueries):
 
     @staticmethod
     def _begin_write(conn: sqlite3.Connection) -> None:
-        """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS while another process writes: here, with
-        a pause that doubles up to WRITE_RETRY_MAX_S, where SQLite's own wait would retry ten times
-        a second for as long as another process holds the database."""
+        """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS while another process writes: SQLite's own
+        wait for the first WRITE_WAIT_QUICK_MS (the writers of several processes take turns fast
+        that way), then a look after a pause that doubles up to WRITE_RETRY_MAX_S, where SQLite
+        would go on retrying ten times a second for as long as another process holds the database."""
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        pause = 0.001
-        conn.execute("PRAGMA busy_timeout=0")
+        pause = WRITE_RETRY_MIN_S
+        conn.execute(f"PRAGMA busy_timeout={min(WRITE_WAIT_QUICK_MS, BUSY_TIMEOUT_MS)}")
         try:
             while True:
                 try:
@@ -179,6 +184,7 @@ class SQLiteStore(PeopleQueries):
                 except sqlite3.OperationalError as exc:
                     if code_of(exc) != SQLITE_BUSY or time.monotonic() + pause > deadline:
                         raise
+                conn.execute("PRAGMA busy_timeout=0")  # from now on one look after each pause
                 time.sleep(pause)
                 pause = min(pause * 2, WRITE_RETRY_MAX_S)
         finally:
