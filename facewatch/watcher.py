@@ -26,7 +26,7 @@ from facewatch.store import TRANSIENT, FileStat, Store, StoreError, StoreUnusabl
 
 log = structlog.get_logger("facewatch.watcher")
 
-FLUSH_INTERVAL_S = 0.02  # how long a burst of events may take to arrive before it is applied
+FLUSH_INTERVAL_S = 0.02  # in a burst of events, the flusher applies them at most this often
 WAKE = None  # put on the notes queue to wake the flusher (to stop)
 FALLBACK_POLL_S = 10.0  # polling a tree costs a stat of every file: not every second
 
@@ -75,6 +75,7 @@ class Watcher:
         self._absent_logged: set = set()
         self._carry: list = []  # notes not yet applied (the store was locked or full)
         self._complete: list[FileStat] = []  # complete files not yet written to the store
+        self._last_flush = float("-inf")  # when the flusher last woke for a note (monotonic)
 
     # observers ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -200,8 +201,9 @@ class Watcher:
                 self._stop.wait(1.0)
 
     def _wait_for_work(self) -> None:
-        """Sleep until a note arrives or a settling file is due (an idle daemon wakes for nothing);
-        a note's burst gets FLUSH_INTERVAL_S to arrive whole. Returns at once with work left over."""
+        """Sleep until a note arrives or a settling file is due (an idle daemon wakes for nothing).
+        A note after a quiet spell is applied at once; in a burst, one flush per FLUSH_INTERVAL_S
+        (one transaction for many files). Returns at once with work left over."""
         if self._carry or self._complete:
             return
         timeout = None
@@ -213,7 +215,10 @@ class Watcher:
             self._carry.append(self.notes.get(timeout=timeout))
         except queue.Empty:
             return  # a settling file is due
-        self._stop.wait(FLUSH_INTERVAL_S)
+        rest = self._last_flush + FLUSH_INTERVAL_S - time.monotonic()
+        if rest > 0:
+            self._stop.wait(rest)
+        self._last_flush = time.monotonic()
 
     def _flush(self) -> None:
         """Apply the notes gathered since the last flush; on a store error keep what is left."""
