@@ -65,8 +65,6 @@ _INSERT = re.compile(r"\s*INSERT INTO (\w+) ", re.S)
 def dialect(sql: str) -> str:
     """A query of the SQLite backend, as PostgreSQL takes it."""
     sql = sql.replace("%", "%%").replace("?", "%s").replace("INDEXED BY faces_person ", "")
-    if sql.strip().upper() == "BEGIN IMMEDIATE":
-        return "BEGIN"
     replace = _REPLACE.match(sql.strip())
     if replace:
         table, columns, rest = replace.groups()
