@@ -13,7 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from facewatch.checkpoint import DatabaseCheckpointManager
 from facewatch.reconcile import reconcile
-from facewatch.store import TRANSIENT, StoreUnusable
+from facewatch.store import TRANSIENT, Stats, StoreUnusable
 
 log = structlog.get_logger("facewatch.jobs")
 # APScheduler warns each time a job falls due while its previous run still waits (for a locked
@@ -27,8 +27,9 @@ PULSE_S = 5.0  # heartbeat, health check, watchdog ping and the STATUS= line sys
 LOOP_STALL_S = 45.0  # the worker loop silent this long is hung
 BATCH_HANG_S = 300.0  # a batch in flight this long is hung
 STALE_CLAIMS_S = 15.0
-# the status line's counts scan the index (0.3 s with a million files): recounted when something
-# changed, at most this share of a core's time, and at least every STATUS_RECOUNT_S (other hosts)
+# the counts of the status line and the metrics scan the index (0.3 s with a million files):
+# recounted when something changed, at most this share of a core's time, and at least every
+# STATUS_RECOUNT_S (other hosts)
 STATUS_SHARE = 0.01
 STATUS_RECOUNT_S = 300.0
 ROOTS_CHECK_S = 5.0
@@ -102,7 +103,7 @@ class Chores:
         self._last_full_reconcile = float("-inf")
         self.full_reconcile_due = True
         self._embedded_counted = 0
-        self._counts: Optional[dict] = None  # the status line's last counts
+        self._counts: Optional[Stats] = None  # the last counts of the index
         self._counted = (float("-inf"), 0.0, None)  # when (monotonic), what it cost, what had happened
         self.monotonic = time.monotonic
 
@@ -159,7 +160,7 @@ class Chores:
     def write_metrics(self) -> None:
         """Refresh the gauges from the store and rewrite the metrics file."""
         d = self.d
-        d.metrics.refresh(d.store.stats())
+        d.metrics.refresh(self.counts())
         embedded = d.worker.progress.faces_embedded
         d.metrics.faces_embedded.inc(embedded - self._embedded_counted)
         self._embedded_counted = embedded
@@ -202,7 +203,7 @@ class Chores:
 
     def status_line(self) -> str:
         d = self.d
-        stats = self._status_counts()
+        stats = self.counts().as_dict()
         f, q = stats["files"], stats["queue"]
         rate = d.worker.progress.rate(d.clock())
         roots = len(d.config.watch.paths)
@@ -211,7 +212,8 @@ class Chores:
         return (f"{what}: {q['pending'] + q['processing']} pending, "
                 f"{f['done']} done, {f['failed']} failed, {stats['faces']} faces, {rate:.0f} files/s")
 
-    def _status_counts(self) -> dict:
+    def counts(self) -> Stats:
+        """The index's counts (`stats()`), taken again only as STATUS_SHARE and STATUS_RECOUNT_S allow."""
         d = self.d
         happened = (d.worker.progress.files, d.worker.progress.faces_embedded, d.wake.times_set)
         at, cost, before = self._counted
@@ -219,6 +221,6 @@ class Chores:
         if self._counts is None or (since >= cost / STATUS_SHARE
                                     and (happened != before or since >= STATUS_RECOUNT_S)):
             started = self.monotonic()
-            self._counts = d.store.stats().as_dict()
+            self._counts = d.store.stats()
             self._counted = (started, self.monotonic() - started, happened)
         return self._counts
