@@ -137,15 +137,34 @@ def _hold_write_lock(database: str, seconds: float) -> subprocess.Popen:
     return holder
 
 
-@pytest.mark.parametrize("quick_ms", [None, 200], ids=["within-sqlites-own-wait", "after-it-at-growing-pauses"])
-def test_writes_wait_for_another_process_and_go_through_when_it_commits(store, monkeypatch, quick_ms):
+def _count_looks(monkeypatch) -> list:
+    """The BEGIN IMMEDIATEs of the store's connections made from now on (each a look at the lock)."""
+    import facewatch.store.sqlite as backend
+    looks, connect = [], backend.SQLiteStore._connect
+
+    def traced(self):
+        conn = connect(self)
+        conn.set_trace_callback(lambda sql: looks.append(sql) if sql == "BEGIN IMMEDIATE" else None)
+        return conn
+    monkeypatch.setattr(backend.SQLiteStore, "_connect", traced)
+    return looks
+
+
+@pytest.mark.parametrize("how", ["within-sqlites-own-wait", "asleep-on-the-lock", "after-growing-pauses"])
+def test_writes_wait_for_another_process_and_go_through_when_it_commits(store, monkeypatch, how):
     """Every thread of this process that writes while another process holds the database waits
-    (one of them looking for it: in SQLite's busy handler at first, then after pauses that grow)
-    and each write lands once the other commits."""
-    if quick_ms is not None:
-        import facewatch.store.sqlite as backend
-        monkeypatch.setattr(backend, "WRITE_WAIT_QUICK_MS", quick_ms)
-    holder = _hold_write_lock(store.database, 1.5)
+    (one of them for the database: in SQLite's busy handler at first, then asleep on the WAL's
+    write lock, or after pauses that grow where that sleep is not possible) and each write lands
+    once the other commits. Asleep, a writer looks at the database twice: before and after."""
+    import facewatch.store.sqlite as backend
+    from facewatch.store.wal_lock import WriterWatch
+    hold_s = {"within-sqlites-own-wait": 0.5}.get(how, 2.5)
+    if how == "within-sqlites-own-wait":
+        monkeypatch.setattr(backend, "WRITE_WAIT_QUICK_MS", 5000)
+    if how == "after-growing-pauses":
+        monkeypatch.setattr(WriterWatch, "wait", lambda self, timeout: None)  # no OFD locks here
+    looks = _count_looks(monkeypatch)
+    holder = _hold_write_lock(store.database, hold_s)
     started, done, errors = time.monotonic(), [], []
 
     def write(i: int) -> None:
@@ -161,8 +180,31 @@ def test_writes_wait_for_another_process_and_go_through_when_it_commits(store, m
         t.join(timeout=40)
     holder.wait()
     assert not errors and len(done) == 3
-    assert 1.3 <= min(done) and max(done) < 6, done  # after the commit; pauses grow to 4 s at most
+    assert hold_s - 0.2 <= min(done), done  # after the commit
+    if how == "asleep-on-the-lock":
+        assert max(done) < hold_s + 0.5, done  # woken by the commit itself
+        assert len(looks) == 2 + 2, looks  # the first writer: before and after; the others: once each
+    elif how == "after-growing-pauses":
+        assert max(done) < hold_s + backend.WRITE_RETRY_MAX_S + 0.5, done
+        assert len(looks) > 4, looks
+    assert not store.held_elsewhere()
     assert {r.path for r in store.iter_files()} == {"/p/0.jpg", "/p/1.jpg", "/p/2.jpg"}
+
+
+def test_a_writer_woken_but_still_shut_out_falls_back_to_pauses(store, monkeypatch):
+    """A lock that is not the WAL's (the sleep returns at once): a few looks, then pauses, no spin."""
+    import facewatch.store.sqlite as backend
+    from facewatch.store.wal_lock import WriterWatch
+    monkeypatch.setattr(WriterWatch, "wait", lambda self, timeout: True)
+    looks = _count_looks(monkeypatch)
+    holder = _hold_write_lock(store.database, 2.5)
+    writer = threading.Thread(target=store.enqueue, args=([FileStat("/p/a.jpg", 100, 1)], 1))  # a new connection
+    writer.start()
+    writer.join(timeout=40)
+    holder.wait()
+    assert [r.path for r in store.iter_files()] == ["/p/a.jpg"]
+    # 1 + WRITE_WAKES_MISSED looks at once, then 0.25, 0.5, 1 s pauses (the commit at 2.5 s)
+    assert backend.WRITE_WAKES_MISSED + 2 <= len(looks) <= backend.WRITE_WAKES_MISSED + 5, looks
 
 
 def test_a_write_gives_up_after_the_busy_timeout_with_the_stores_own_error(store, monkeypatch):

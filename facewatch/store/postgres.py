@@ -33,6 +33,7 @@ WRITERS_LOCK = 0x66616365  # "face": held shared by daemons, exclusively by one-
 MIGRATE_LOCK = 0x66616366
 CHANNEL = "facewatch_queue"
 CONNECT_TIMEOUT_S = 10
+LISTEN_LOOK_S = 10.0  # the listener looks whether the store closes this often (a notification wakes it at once)
 POOL_SIZE = 8  # the daemon's threads hold one each (worker, watcher, jobs, loader) and readers borrow
 
 
@@ -191,12 +192,12 @@ class PostgresStore(SQLiteStore):
         self._check_columns()
 
     @contextmanager
-    def _turn(self):
+    def _turn(self, wait_s: float):
         """Row locks: a host's writers run side by side (SQLite's take turns)."""
         yield
 
     @staticmethod
-    def _begin_write(conn) -> None:
+    def _begin_write(conn, wait_s: float) -> None:
         conn.execute("BEGIN")  # a lock another transaction holds is waited for by the server
 
     # connections ------------------------------------------------------------------------------
@@ -389,7 +390,7 @@ class PostgresStore(SQLiteStore):
                     conn = self._raw()
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self._closing.is_set():
-                        for _ in conn.notifies(timeout=1.0):
+                        for _ in conn.notifies(timeout=LISTEN_LOOK_S):
                             callback()
                 except Exception:  # the server went away: listen again once it is back
                     self._closing.wait(2.0)

@@ -20,13 +20,18 @@ from facewatch.store.sql_people import PeopleQueries, _b, _s
 from facewatch.store.errors import translating
 from facewatch.store.sqlite_errors import SQLITE_BUSY, code_of, damaged, mapped
 from facewatch.store.sqlite_schema import EXPECTED, MIGRATIONS, SPEC_TABLES
+from facewatch.store.wal_lock import WriterWatch
 
 BUSY_TIMEOUT_MS = 30_000
-# a writer waiting for another process: SQLite's own busy wait this long (ten looks a second), then
-# one look after a pause that doubles from WRITE_RETRY_MIN_S to WRITE_RETRY_MAX_S
-WRITE_WAIT_QUICK_MS = 5000
+# a writer waiting for another process: SQLite's own busy wait this long (looks 1 to 100 ms apart),
+# then asleep until it lets go (or, where that cannot be, a look after a pause that doubles from
+# WRITE_RETRY_MIN_S to WRITE_RETRY_MAX_S); woken WRITE_WAKES_MISSED times in a row and still shut
+# out (a third writer was quicker each time, or the lock is not WAL's), the pauses take over
+WRITE_WAKES_MISSED = 3
+WRITE_WAIT_QUICK_MS = 1000
 WRITE_RETRY_MIN_S = 0.25
 WRITE_RETRY_MAX_S = 4.0
+HEARTBEAT_WAIT_S = 1.0  # a beat is skipped, not waited for: the daemon's pulse goes on meanwhile
 DAEMON_ROWS_KEPT = 20
 SQLITE_MAGIC = b"SQLite format 3\0"
 
@@ -39,6 +44,8 @@ def _under(folder: str) -> tuple[bytes, bytes]:
 
 @translating(mapped)
 class SQLiteStore(PeopleQueries):
+    _held_elsewhere = False  # see held_elsewhere()
+
     def __init__(self, database: str, readonly: bool = False):
         self.database = os.path.abspath(database)
         self.display = self.database
@@ -48,6 +55,7 @@ class SQLiteStore(PeopleQueries):
         self._lock = threading.Lock()
         self._writing = threading.RLock()  # one write transaction at a time in this process
         self._file_lock = FileLock(self.database + ".lock")
+        self._writer_watch = WriterWatch(self.database)
         self._check_file()
         if not readonly:
             try:
@@ -143,11 +151,13 @@ class SQLiteStore(PeopleQueries):
         return conn
 
     @contextmanager
-    def _write(self):
-        """A write transaction: this process's turn, then the database's write lock."""
-        with self._turn():
+    def _write(self, wait_s: Optional[float] = None):
+        """A write transaction: this process's turn, then the database's write lock, each waited
+        for up to `wait_s` (BUSY_TIMEOUT_MS by default; then StoreBusy)."""
+        wait_s = BUSY_TIMEOUT_MS / 1000 if wait_s is None else wait_s
+        with self._turn(wait_s):
             conn = self.conn
-            self._begin_write(conn)
+            self._begin_write(conn, wait_s)
             try:
                 yield conn
             except BaseException:
@@ -156,39 +166,57 @@ class SQLiteStore(PeopleQueries):
             conn.execute("COMMIT")
 
     @contextmanager
-    def _turn(self):
+    def _turn(self, wait_s: float):
         """SQLite has one writer at a time, so this process's threads take turns at a lock of their
         own first: a thread waiting for another wakes the moment it is done, and while another
         process holds the database only one of them polls for it."""
-        if not self._writing.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+        if not self._writing.acquire(timeout=wait_s):
             raise sqlite3.OperationalError("database is locked (another thread of facewatch waited for it)")
         try:
             yield
         finally:
             self._writing.release()
 
-    @staticmethod
-    def _begin_write(conn: sqlite3.Connection) -> None:
-        """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS while another process writes: SQLite's own
-        wait for the first WRITE_WAIT_QUICK_MS (the writers of several processes take turns fast
-        that way), then a look after a pause that doubles up to WRITE_RETRY_MAX_S, where SQLite
-        would go on retrying ten times a second for as long as another process holds the database."""
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        pause = WRITE_RETRY_MIN_S
-        conn.execute(f"PRAGMA busy_timeout={min(WRITE_WAIT_QUICK_MS, BUSY_TIMEOUT_MS)}")
+    def _begin_write(self, conn: sqlite3.Connection, wait_s: float) -> None:
+        """BEGIN IMMEDIATE, waiting up to `wait_s` while another process writes: SQLite's own wait
+        for the first WRITE_WAIT_QUICK_MS (the writers of several processes take turns fast that
+        way), then asleep until that process lets go of its write lock (WriterWatch), where SQLite
+        would go on retrying ten times a second for as long as the other process holds it. Where
+        that sleep is not possible, or did not let this writer in, a look after a pause that
+        doubles up to WRITE_RETRY_MAX_S."""
+        deadline = time.monotonic() + wait_s
+        pause, watching, missed = WRITE_RETRY_MIN_S, True, 0
+        conn.execute(f"PRAGMA busy_timeout={int(min(WRITE_WAIT_QUICK_MS, wait_s * 1000))}")
         try:
             while True:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
-                    if code_of(exc) != SQLITE_BUSY or time.monotonic() + pause > deadline:
+                    if code_of(exc) != SQLITE_BUSY or time.monotonic() + WRITE_RETRY_MIN_S > deadline:
                         raise
-                conn.execute("PRAGMA busy_timeout=0")  # from now on one look after each pause
-                time.sleep(pause)
-                pause = min(pause * 2, WRITE_RETRY_MAX_S)
+                if not self._held_elsewhere:
+                    self._held_elsewhere = True
+                    conn.execute("PRAGMA busy_timeout=0")  # from now on one look at a time
+                elif watching:
+                    missed += 1  # woken, and still shut out
+                    watching = missed < WRITE_WAKES_MISSED
+                released = watching and self._writer_watch.wait(deadline - time.monotonic())
+                if released is None:
+                    watching = False
+                elif released:
+                    continue
+                if not watching:
+                    time.sleep(max(min(pause, deadline - time.monotonic()), 0))
+                    pause = min(pause * 2, WRITE_RETRY_MAX_S)
         finally:
+            self._held_elsewhere = False
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def held_elsewhere(self) -> bool:
+        """A writer of this process is waiting (past SQLite's quick wait) for another process to
+        let go of the database."""
+        return self._held_elsewhere
 
     @contextmanager
     def _read(self):
@@ -420,7 +448,14 @@ class SQLiteStore(PeopleQueries):
         return len(ids)
 
     def release_stale(self, now: float) -> int:
-        """Expired leases go back to the queue."""
+        """Expired leases go back to the queue; a read first, so a database held by another process
+        is not waited for when there is nothing to release (this runs every 15 s)."""
+        expired = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pending WHERE claimed_by IS NOT NULL AND claimed_until < ?) "
+            "OR EXISTS (SELECT 1 FROM faces WHERE embed_claimed_by IS NOT NULL AND embed_claimed_until < ?)",
+            (now, now)).fetchone()[0]
+        if not expired:
+            return 0
         with self._write() as c:
             ids = [(r[0],) for r in c.execute(
                 "SELECT file_id FROM pending WHERE claimed_by IS NOT NULL AND claimed_until < ?", (now,))]
@@ -624,7 +659,7 @@ class SQLiteStore(PeopleQueries):
                       "(SELECT name FROM daemons ORDER BY started_at DESC LIMIT ?)", (DAEMON_ROWS_KEPT,))
 
     def heartbeat(self, name: str, now: float) -> None:
-        with self._write() as c:
+        with self._write(wait_s=HEARTBEAT_WAIT_S) as c:
             c.execute("UPDATE daemons SET heartbeat_at=? WHERE name=?", (now, name))
 
     def daemon_stopped(self, name: str, now: float) -> None:
