@@ -63,8 +63,9 @@ class Daemon:
         self.store = None
         self.worker: Optional[Worker] = None
         self.watcher: Optional[Watcher] = None
-        self.jobs = Jobs(on_fatal=self._fatal)
+        self.jobs = Jobs(on_fatal=self.fail)
         self.chores = Chores(self)
+        self.pulse = self.chores.pulse()
         self.metrics = None  # facewatch.metrics.Metrics when metrics.textfile or metrics.listen is set
         self._metrics_server = None
         self.tick = clock()
@@ -103,11 +104,12 @@ class Daemon:
         self.worker.start()
         if not self.worker_only:
             self.watcher = Watcher(self.store, self.config, on_enqueued=self.wake.set, clock=self.clock,
-                                   on_fatal=self._fatal)
+                                   on_fatal=self.fail)
             self.watcher.start()
             logging.getLogger("watchdog").addHandler(self._overflow)
         self.chores.schedule(self.jobs, watching=not self.worker_only)
         self.jobs.start()
+        self.pulse.start()
         self.notifier.send(ready=1, status=self.chores.status_line())
         log.info("daemon_ready", workers=self.config.processing.worker_count)
         try:
@@ -125,7 +127,7 @@ class Daemon:
             self.reload()
         self.tick = now
 
-    def _fatal(self, exc: StoreError) -> None:
+    def fail(self, exc: StoreError) -> None:
         """A database no wait can heal, met by a job or the watcher: stop, and say why."""
         if self.fatal is None:
             self.fatal = exc
@@ -168,6 +170,7 @@ class Daemon:
         logging.getLogger("watchdog").removeHandler(self._overflow)
         if self.watcher:
             self.watcher.stop()
+        self.pulse.stop()
         self.jobs.shutdown(timeout_s=0.5 if at_once else JOBS_STOP_TIMEOUT_S)
         self.worker.stop(drain=not at_once and self.fatal is None, abort=lambda: self.signals.at_once)
         self._last_words()

@@ -1,4 +1,5 @@
-"""The daemon's APScheduler jobs: reconcile, checkpoint, release stale claims, pulse, roots."""
+"""The daemon's chores: reconcile, checkpoint, release stale claims and the metrics as APScheduler
+jobs; the pulse (watchdog, status line, heartbeat, roots) on a thread of its own."""
 from __future__ import annotations
 
 import logging
@@ -23,16 +24,17 @@ logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 # coalesce: a backlog of missed runs is one run; max_instances: never two at once; no misfire
 # grace limit: a job that was due while the machine slept or was busy still runs when it can.
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
-PULSE_S = 5.0  # heartbeat, health check, watchdog ping and the STATUS= line systemctl status shows
-LOOP_STALL_S = 45.0  # the worker loop silent this long is hung
+JOIN_S = 5.0  # how long a stop waits for a beat in progress
+PULSE_S = 5.0  # heartbeat, health check, watchdog ping, the STATUS= line systemctl status shows, roots
+PULSE_HELD_S = 15.0  # while another process holds the database: watchdog ping and status line only
+LOOP_STALL_S = 45.0  # the worker loop silent this long (and not asleep for want of work) is hung
 BATCH_HANG_S = 300.0  # a batch in flight this long is hung
-STALE_CLAIMS_S = 15.0
+STALE_CLAIMS_S = 60.0  # leases last minutes; a dead host's claims come back within this
 # the counts of the status line and the metrics scan the index (0.3 s with a million files):
 # recounted when something changed, at most this share of a core's time, and at least every
 # STATUS_RECOUNT_S (other hosts)
 STATUS_SHARE = 0.01
 STATUS_RECOUNT_S = 300.0
-ROOTS_CHECK_S = 5.0
 
 
 class Jobs:
@@ -49,6 +51,10 @@ class Jobs:
         kwargs = {"next_run_time": datetime.now(timezone.utc)} if now else {}
         self.scheduler.add_job(self._guarded(name, func), "interval", seconds=every_s, id=name,
                                name=name, replace_existing=True, **kwargs)
+
+    def once(self, name: str, func: Callable[[], object]) -> None:
+        """Run `func` once, now, unless a run of that name is still going."""
+        self.scheduler.add_job(self._guarded(name, func), id=name, name=name, replace_existing=True)
 
     def run_soon(self, name: str) -> None:
         """Bring a job's next run forward to now."""
@@ -92,8 +98,42 @@ class Jobs:
             return not self._running
 
 
+class Pulse:
+    """Runs `beat` every `every_s` seconds on a thread of its own, not as an APScheduler job: it is
+    the one chore an idle daemon does often, and each wake-up costs (on a virtual machine, 2-4 ms
+    of CPU for a bare thread, 9-10 ms for APScheduler's thread and its executor's). A beat never
+    waits long for the database, so the watchdog pings go on while another process holds it."""
+
+    def __init__(self, beat: Callable[[], None], every_s: float, on_fatal: Callable[[Exception], None],
+                 slow_s: Optional[float] = None, slow: Callable[[], bool] = lambda: False):
+        """Beats every `slow_s` instead while `slow()` (the database held by another process:
+        there is no heartbeat to write, only the watchdog to ping)."""
+        self.beat, self.every_s, self.on_fatal = beat, every_s, on_fatal
+        self.slow_s, self.slow = slow_s or every_s, slow
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="facewatch-pulse", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=JOIN_S)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.slow_s if self.slow() else self.every_s):
+            try:
+                self.beat()
+            except TRANSIENT as exc:  # locked, full, the server away: the next beat tries again
+                log.debug("pulse_skipped", error=str(exc))
+            except StoreUnusable as exc:
+                self.on_fatal(exc)
+            except Exception as exc:  # a bug: log it whole; the next beat is still due
+                log.error("pulse_failed", error=str(exc), exc_info=True)
+
+
 class Chores:
-    """The daemon's periodic jobs: reconcile, checkpoint, release stale claims, pulse, roots.
+    """The daemon's periodic chores: reconcile, checkpoint, release stale claims, metrics, pulse.
 
     `daemon` is the Daemon that wires them (its store, config, worker, watcher, notifier, clock)."""
 
@@ -111,13 +151,16 @@ class Chores:
         d, s = self.d, self.d.config.schedule
         if watching:
             jobs.add("reconcile", self.reconcile, s.reconcile_interval_s, now=True)
-            jobs.add("check_roots", self.check_roots, ROOTS_CHECK_S)
         jobs.add("checkpoint", self.checkpoint, s.checkpoint_interval_s)
         jobs.add("release_stale", self.release_stale, STALE_CLAIMS_S)
         if d.metrics is not None:
             from facewatch.metrics import METRICS_S
             jobs.add("metrics", self.write_metrics, METRICS_S, now=True)
-        jobs.add("pulse", self.pulse, min(PULSE_S, d.notifier.watchdog_interval_s() or PULSE_S))
+
+    def pulse(self) -> Pulse:
+        watchdog = self.d.notifier.watchdog_interval_s() or float("inf")
+        return Pulse(self.beat, min(PULSE_S, watchdog), self.d.fail, slow_s=min(PULSE_HELD_S, watchdog),
+                     slow=lambda: self.d.store.held_elsewhere())
 
     def reconcile(self, roots=None) -> None:
         """Full at start, for roots that came back, after lost events and once a day; else quick."""
@@ -172,9 +215,13 @@ class Chores:
             log.warning("stale_claims_released", files=released)
             self.d.wake.set()
 
-    def pulse(self) -> None:
-        """The status line; heartbeat and watchdog ping only while the worker and the watcher are
-        healthy. One job, not three: an idle daemon should wake as rarely as it can."""
+    def beat(self) -> None:
+        """The watchdog ping, the status line (for systemd), a look at the roots, the heartbeat, and
+        a look for work other processes queued; ping and heartbeat only while the worker and the
+        watcher are healthy. One beat, not five chores: an idle daemon should wake as rarely as it
+        can. Never waits long: the heartbeat is skipped while another process holds the database,
+        and a root that vanished or came back is handled by a job.
+        """
         d = self.d
         reason = self.health(d.clock())
         if reason != self.unhealthy_reason:
@@ -187,13 +234,19 @@ class Chores:
             d.notifier.send(status=f"unhealthy: {reason}")
             return
         d.notifier.send(watchdog=1)  # healthy even when the disk is full: nothing to restart
-        d.notifier.send(status=self.status_line())  # a read: fresh even while a writer holds the database
-        d.store.heartbeat(d.identity.name, d.clock())
+        if d.notifier.enabled:  # systemd reads it; counted from a read, fresh while another process writes
+            d.notifier.send(status=self.status_line())
+        if d.watcher is not None and d.watcher.roots_changed():
+            d.jobs.once("check_roots", self.check_roots)
+        if not d.store.held_elsewhere():  # else it would only wait a second and give up
+            d.store.heartbeat(d.identity.name, d.clock())
+            if d.worker.waiting and d.worker.work_ready(d.clock()):
+                d.wake.set()  # queued by another process (`facewatch retry`): no one told the loop
 
     def health(self, now: float) -> Optional[str]:
         """None when healthy, else why not."""
         d = self.d
-        if now - d.tick > LOOP_STALL_S:
+        if not d.worker.waiting and now - d.tick > LOOP_STALL_S:
             return f"the worker loop has not run for {now - d.tick:.0f} s"
         if d.worker.oldest_inflight_age(now) > BATCH_HANG_S:
             return f"a batch has been in the analysers for {d.worker.oldest_inflight_age(now):.0f} s"
@@ -209,6 +262,8 @@ class Chores:
         roots = len(d.config.watch.paths)
         what = "analysing for others" if d.watcher is None else \
             f"watching {roots} folder{'s' if roots != 1 else ''}"
+        if d.store.held_elsewhere():
+            what = f"waiting for the database (another process holds it); {what}"
         return (f"{what}: {q['pending'] + q['processing']} pending, "
                 f"{f['done']} done, {f['failed']} failed, {stats['faces']} faces, {rate:.0f} files/s")
 

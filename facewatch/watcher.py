@@ -157,6 +157,15 @@ class Watcher:
             self.watch(root)
         return added
 
+    def roots_changed(self) -> bool:
+        """A cheap look (a stat of each root): did a root vanish or come back, or an observer stop?
+        Then `check_roots` has something to do."""
+        for root in self.config.watch.paths:
+            observer = self.observers.get(root)
+            if (observer is None) == os.path.isdir(root) or (observer is not None and not _observing(observer)):
+                return True
+        return False
+
     def check_roots(self) -> list[str]:
         """Re-watch roots that came back (or appeared); returns them, for a reconcile."""
         came_back = []

@@ -28,7 +28,9 @@ LEASE_S = 600.0  # a claim not saved by then goes back to the queue (release_sta
 OUTAGE_RETRY_S = 30.0  # a file whose watched folder is unavailable is tried again this much later
 PIPELINE_DEPTH = 2  # batches in flight, so the analysers never wait for a save
 HANG_S = 120.0  # a batch in flight this long has a file the analysers will not finish
-IDLE_WAIT_S = 5.0  # an idle loop looks at the queue at least this often (work queued wakes it)
+# an idle loop looks at the queue at least this often: work queued here wakes it, and the daemon's
+# pulse wakes it for work queued by other processes (a `facewatch retry`)
+IDLE_WAIT_S = 60.0
 DRAIN_POLL_S = 0.05  # how soon a stop that cannot wait (a second SIGTERM) cuts a drain short
 
 
@@ -102,6 +104,7 @@ class Worker:
         self.face_jobs: deque[FaceBatch] = deque()
         self._people = None  # the people stage, made when it first has work (it needs numpy)
         self._embedder_warm = False
+        self.waiting = False  # idle, asleep until woken: not hung, however long
 
     def start(self, wait: bool = True) -> None:
         """Start the analysers; with `wait`, until each has loaded its model."""
@@ -125,7 +128,11 @@ class Worker:
             pause = self._idle_pause(now, burst)
             if pause is None:
                 return  # burst: everything is done or failed
-            woke = wake.wait(pause)
+            self.waiting = True
+            try:
+                woke = wake.wait(pause)
+            finally:
+                self.waiting = False
             wake.clear()
             if woke and self._ready(self.clock()) < p.batch_size:
                 stop.wait(p.max_batch_wait_s)
@@ -152,6 +159,10 @@ class Worker:
             return min(pause, max(min(later) - now, 0.05)) if later else None
         due = [t - now for t in later if t > now]  # what is due now was claimed, or cannot be yet
         return min([pause, *due])
+
+    def work_ready(self, now: float) -> bool:
+        """Files or faces waiting, ready now (to wake an idle loop for work it was not told of)."""
+        return bool(self.store.queue_size(now) or (self.config.people.enabled and self.store.faces_ready(now)[0]))
 
     def _ready(self, now: float) -> int:
         try:

@@ -257,6 +257,52 @@ def test_a_database_locked_by_another_process_for_30_s_is_waited_for_without_spi
     assert not [line for line in lines if "running instances" in line]
 
 
+@pytest.mark.slow
+def test_the_watchdog_is_pinged_while_another_process_holds_the_database(tmp_path, photo_dir, daemon, monkeypatch):
+    """Under systemd (a notify socket, WatchdogSec=10s: a ping every 5 s), a database held by
+    another process for 20 s: the pings go on, and the status line says what the daemon waits for.
+    (A pulse that waited for its heartbeat's write would fall silent, and systemd would kill it.)"""
+    import socket
+    import threading
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(0.5)
+    messages, stop = [], threading.Event()
+
+    def listen():
+        while not stop.is_set():
+            try:
+                messages.append((time.monotonic(), sock.recv(4096).decode()))
+            except socket.timeout:
+                pass
+    listener = threading.Thread(target=listen)
+    listener.start()
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "10000000")
+    config = write_config(tmp_path)
+    try:
+        d = daemon(config)
+        other = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"), isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        save_jpeg(tmp_path / "photos" / "a.jpg", np.asarray(Image.open(photo_dir / "astronaut.jpg")))
+        held_at = time.monotonic()
+        time.sleep(20)
+        released_at = time.monotonic()
+        other.execute("COMMIT")
+        other.close()
+        wait_until(lambda: status(config)["files"]["done"] == 1, timeout=30, message="the photo after the lock")
+        assert d.stop() == 0
+    finally:
+        stop.set()
+        listener.join()
+        sock.close()
+    pings = [at for at, m in messages if "WATCHDOG=1" in m.split("\n")]
+    during = [held_at] + [at for at in pings if held_at < at < released_at] + [released_at]
+    gaps = [b - a for a, b in zip(during, during[1:])]
+    assert max(gaps) <= 5 + 1.5, f"no watchdog ping for {max(gaps):.1f} s while the database was held"
+    assert any("waiting for the database" in m for at, m in messages if held_at < at < released_at), messages
+
+
 def _watches_in_use() -> int:
     count = 0
     for fdinfo in Path("/proc").glob("[0-9]*/fdinfo/*"):
