@@ -449,7 +449,7 @@ class SQLiteStore(PeopleQueries):
 
     def release_stale(self, now: float) -> int:
         """Expired leases go back to the queue; a read first, so a database held by another process
-        is not waited for when there is nothing to release (this runs every 15 s)."""
+        is not waited for when there is nothing to release (the daemon looks every minute)."""
         expired = self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pending WHERE claimed_by IS NOT NULL AND claimed_until < ?) "
             "OR EXISTS (SELECT 1 FROM faces WHERE embed_claimed_by IS NOT NULL AND embed_claimed_until < ?)",
