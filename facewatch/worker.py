@@ -31,6 +31,7 @@ HANG_S = 120.0  # a batch in flight this long has a file the analysers will not 
 # an idle loop looks at the queue at least this often: work queued here wakes it, and the daemon's
 # pulse wakes it for work queued by other processes (a `facewatch retry`)
 IDLE_WAIT_S = 60.0
+STORE_RETRY_S = 5.0  # an idle loop that could not read the queue (an I/O error, the server away) looks again
 DRAIN_POLL_S = 0.05  # how soon a stop that cannot wait (a second SIGTERM) cuts a drain short
 
 
@@ -153,7 +154,7 @@ class Worker:
                     return 0.05
                 later.append(face_later)
         except TRANSIENT:
-            return pause
+            return STORE_RETRY_S
         later = [t for t in later if t is not None]
         if burst:
             return min(pause, max(min(later) - now, 0.05)) if later else None

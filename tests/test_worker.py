@@ -95,6 +95,13 @@ def test_an_idle_daemon_loop_sleeps_until_a_retry_is_due_and_no_longer(setup):
     assert worker._idle_pause(0.5, burst=False) == pytest.approx(1.5)
     assert worker._idle_pause(2.5, burst=False) == IDLE_WAIT_S  # due, yet not claimed: no spinning
     assert worker._idle_pause(0.5, burst=True) == pytest.approx(1.5)
+    from facewatch.store import StoreUnavailable
+    from facewatch.worker import STORE_RETRY_S
+
+    def unreadable(*args):
+        raise StoreUnavailable("the database cannot be reached")
+    store.next_ready_at = unreadable  # a queue that cannot be read is looked at again soon, not in a minute
+    assert worker._idle_pause(0.5, burst=False) == worker._idle_pause(0.5, burst=True) == STORE_RETRY_S
 
 
 def test_backoff_grows_and_is_capped():
