@@ -26,7 +26,7 @@ logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 JOIN_S = 5.0  # how long a stop waits for a beat in progress
 PULSE_S = 5.0  # heartbeat, health check, watchdog ping, the STATUS= line systemctl status shows, roots
-PULSE_HELD_S = 15.0  # while another process holds the database: watchdog ping and status line only
+PULSE_HELD_S = 15.0  # while another process holds the database: no heartbeat, only the ping, line and roots
 LOOP_STALL_S = 45.0  # the worker loop silent this long (and not asleep for want of work) is hung
 BATCH_HANG_S = 300.0  # a batch in flight this long is hung
 STALE_CLAIMS_S = 60.0  # leases last minutes; a dead host's claims come back within this
