@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -65,8 +66,11 @@ def framed(src: np.ndarray, size: tuple, rng: np.random.Generator) -> np.ndarray
     return cv2.copyMakeBorder(img, top, height - h - top, left, width - w - left, cv2.BORDER_REPLICATE)
 
 
-def make_corpus(out: Path, count: int, size: str, seed: int = 0, group_every: int = 0) -> list[Path]:
-    """`count` photos; with `group_every` N, every Nth one a real group photo (bench/sources.py)."""
+def make_corpus(out: Path, count: int, size: str, seed: int = 0, group_every: int = 0,
+                keep: Optional[set] = None) -> list[Path]:
+    """`count` photos; with `group_every` N, every Nth one a real group photo (bench/sources.py).
+    With `keep`, only the photos of those indices are written and listed (the others are made all the same:
+    each photo's framing follows from those before it)."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     pics = sources()
@@ -85,6 +89,8 @@ def make_corpus(out: Path, count: int, size: str, seed: int = 0, group_every: in
         else:
             rgb = photo(pics[i % len(pics)], SIZES[size], rng, noise)
             path = out / f"photo_{size}_{i:05d}.jpg"
+        if keep is not None and i not in keep:
+            continue
         tmp = path.with_name(f".{path.name}.tmp.jpg")
         cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         os.replace(tmp, path)  # a watching daemon sees only complete photos

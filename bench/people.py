@@ -50,7 +50,7 @@ def identities() -> list[tuple[str, np.ndarray]]:
         if name == "gender_detection_input.jpg":
             continue  # the same people as face_detection_input.jpg, perhaps: labels would be guesses
         h, w = rgb.shape[:2]
-        for i, face in enumerate(detector.whole(rgb, w, h, 1) + detector.tiles(rgb, w, h, 1, [448])):
+        for i, face in enumerate(detector.whole(rgb, w, h, 1)[0] + detector.tiles(rgb, w, h, 1, [448])):
             x, y, bw, bh = face.bbox
             if bw < 40 or face.score < 0.5:
                 continue

@@ -20,7 +20,7 @@ import xxhash
 from facewatch import embed
 from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
-from facewatch.store import Claim, Embedded, FaceJob, Result
+from facewatch.store import Claim, Embedded, Face, FaceJob, Result
 from facewatch.tiles import LOOP_MAY_SEE, MIN_DETAIL, closer_look, levels, merge, quarter, same_face
 
 # errors worth another try later: the disk, the mount or the network may come back
@@ -238,42 +238,56 @@ def embed_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
 
 
 def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: int) -> list:
-    """The whole-picture pass on the reduced decode; then, where it shows signs of faces too small
-    for it (detector.small_faces), overlapping tiles of a decode with enough detail for them."""
-    width, height, whole_scale = picture.width, picture.height, picture.scale
-    whole = detector.whole(picture.rgb, width, height, picture.scale)
-    faces = [f for f in whole if f.score >= detector.min_confidence]
-    first = list(faces)
-    if not faces and detector.small_faces == "auto":
-        # nothing seen at all: a face near the whole pass's limit can be invisible to it in a reduced
-        # decode, and plain in a quarter of it (four overlapping tiles of the same decode)
-        faces = detector.tiles(picture.rgb, width, height, picture.scale, [quarter(width, height)])
-        whole += faces
-    smallest = closer_look(whole, width, height, detector.min_confidence, detector.small_faces)
-    if smallest is not None:
-        scale = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
-        if picture.scale > scale:  # the first decode is too coarse for faces this small
-            picture = decode(data, max_pixels, min_side=-(-max(width, height) // scale))
-        faces = merge(faces, detector.tiles(picture.rgb, width, height, picture.scale,
-                                            levels(width, height, smallest), known=faces))
-    if whole_scale == 1:  # the whole pass saw full-size pixels already: its boxes are the loop's
+    """The whole-picture pass on the reduced decode; then (detector.small_faces) a closer look at
+    each face it was unsure of, and where it shows signs of faces too small for it, overlapping
+    tiles of a decode with enough detail for them."""
+    width, height, rgb, scale = picture.width, picture.height, picture.rgb, picture.scale
+    faces, hints = detector.whole(rgb, width, height, scale)
+    if detector.small_faces == "off":
         return faces
-    return as_the_loop_sees(detector, data, max_pixels, first, faces, width, height)
+    seen_nothing = not faces and not hints
+    if detector.small_faces == "auto":
+        # a face the reduced decode shows below the model's floor, seen again in a square of four
+        # face widths around it: the full-size pass would find most of these
+        faces = merge(faces, [drawn_as(hints, c) for c in (detector.confirmed(rgb, width, height, scale, h)
+                                                          for h in hints) if c])
+        if seen_nothing:
+            # not even a hint: a face near the whole pass's limit can still be plain in a quarter of
+            # the picture (four overlapping tiles of the same decode)
+            faces = detector.tiles(rgb, width, height, scale, [quarter(width, height)])
+    smallest = closer_look(faces, width, height, detector.small_faces)
+    if smallest is not None:
+        finest = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
+        if picture.scale > finest:  # the first decode is too coarse for faces this small
+            picture = decode(data, max_pixels, min_side=-(-max(width, height) // finest))
+        found = detector.tiles(picture.rgb, width, height, picture.scale, levels(width, height, smallest),
+                               known=faces)
+        faces = merge(faces, [drawn_as(hints, f) for f in found])
+    if seen_nothing and scale > 1:
+        return as_the_loop_sees(detector, data, max_pixels, faces, width, height)
+    return faces
 
 
-def as_the_loop_sees(detector: Detector, data: bytes, max_pixels: int, first: list, faces: list,
+def drawn_as(hints: list, face: Face) -> Face:
+    """A face found by a closer look, with the box and landmarks of the whole-picture pass's hint
+    of it where there is one: as one pass over the full-size picture draws them (a closer look
+    draws a face near that pass's limit up to 1.5 times narrower), with the closer look's score."""
+    hint = next((h for h in hints if same_face(h.bbox, face.bbox)), None)
+    return face if hint is None else replace(face, bbox=hint.bbox, keypoints=hint.keypoints)
+
+
+def as_the_loop_sees(detector: Detector, data: bytes, max_pixels: int, faces: list,
                      width: int, height: int) -> list:
-    """Faces the tiles found that are big enough for one pass over the full-size picture, which the
-    reduced decode hid from it: boxed as that pass boxes them (it draws a face near its limit
-    larger and lower than a closer look does), where the full-size pass finds them at all. A
-    full-size decode, only for the rare photo that has such a face."""
-    hidden = [f for f in faces if f not in first and f.bbox[2] >= LOOP_MAY_SEE * max(width, height)]
-    if not hidden:
+    """Faces found in a picture whose reduced decode showed no face and no hint, big enough for
+    one pass over the full-size picture: boxed as that pass boxes them, where it finds them at all.
+    A full-size decode, only for the rare photo that has such a face."""
+    if not any(f.bbox[2] >= LOOP_MAY_SEE * max(width, height) for f in faces):
         return faces
     full = decode(data, max_pixels, min_side=max(width, height))
-    seen = [f for f in detector.whole(full.rgb, width, height, full.scale) if f.score >= detector.min_confidence]
+    seen = detector.detect(full.rgb, width, height, full.scale)
     boxed = []
     for face in faces:
-        twin = next((s for s in seen if face in hidden and same_face(s.bbox, face.bbox)), None)
+        twin = next((s for s in seen if face.bbox[2] >= LOOP_MAY_SEE * max(width, height)
+                     and same_face(s.bbox, face.bbox)), None)
         boxed.append(twin or face)
     return boxed

@@ -6,8 +6,9 @@ from typing import Optional, Protocol
 import cv2
 import numpy as np
 
+from facewatch.blazeface import FullRangeWithHints
 from facewatch.store import Face
-from facewatch.tiles import CANDIDATE_SCORE, FACE_IN_TILE, cut_by_edge, grid, merge, same_face
+from facewatch.tiles import FACE_IN_TILE, cut_by_edge, grid, merge, same_face
 
 MODELS = {"short_range": 0, "full_range": 1}
 INPUT_SIDE = {"short_range": 128, "full_range": 192}  # the square each model looks at
@@ -29,18 +30,22 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> list[Face]:
         """Faces in `rgb`, a picture of `width` x `height` decoded at 1/`scale`, in full-size pixels."""
 
-    def whole(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> list[Face]:
-        """The whole-picture pass: its faces, and (unless small_faces is off) its hints below
-        min_confidence."""
+    def whole(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> tuple[list[Face], list[Face]]:
+        """The whole-picture pass: its faces, and (unless small_faces is off) its hints: what it
+        saw below min_confidence, down to blazeface.HINT_SCORE."""
 
     def tiles(self, rgb: np.ndarray, width: int, height: int, scale: int, sides: list[int],
               known: list[Face] = ()) -> list[Face]:
         """Faces found in overlapping tiles of those sides (full-size pixels), but those `known`
         already."""
 
+    def confirmed(self, rgb: np.ndarray, width: int, height: int, scale: int, face: Face) -> Optional[Face]:
+        """The face seen again, closer, or None."""
+
 
 class MediaPipeDetector:
-    """MediaPipe's legacy face-detection solution; its models ship in the mediapipe wheel."""
+    """MediaPipe's legacy face-detection solution, or with small_faces on, the same graph with hints
+    (blazeface.py); the models ship in the mediapipe wheel."""
 
     def __init__(self, model: str = "full_range", min_confidence: float = 0.5, small_faces: str = "off"):
         # `import mediapipe` costs half a second (it imports every solution and matplotlib), but
@@ -51,19 +56,29 @@ class MediaPipeDetector:
         self.min_confidence = min_confidence
         self.small_faces = small_faces
         self._side = INPUT_SIDE[model]
-        hints = min_confidence if small_faces == "off" else min(min_confidence, CANDIDATE_SCORE)
-        self._solution = mp.solutions.face_detection.FaceDetection(
-            model_selection=MODELS[model], min_detection_confidence=hints)
+        # full range, unless off: the same graph as the solution's, which also says what it is unsure of
+        self._with_hints = FullRangeWithHints() if small_faces != "off" and model == "full_range" else None
+        self._solution = None if self._with_hints else mp.solutions.face_detection.FaceDetection(
+            model_selection=MODELS[model], min_detection_confidence=min_confidence)
         self._tile_solution = None if small_faces == "off" else mp.solutions.face_detection.FaceDetection(
             model_selection=MODELS["full_range"], min_detection_confidence=min_confidence)
 
     def detect(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> list[Face]:
-        return [f for f in self.whole(rgb, width, height, scale) if f.score >= self.min_confidence]
+        return self.whole(rgb, width, height, scale)[0]
 
-    def whole(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> list[Face]:
+    def whole(self, rgb: np.ndarray, width: int, height: int, scale: int = 1) -> tuple[list[Face], list[Face]]:
         square = model_input(rgb, width, height, scale, self._side)
-        result = self._solution.process(square)
-        return [_to_face(d, width, height) for d in result.detections or ()]
+        if self._with_hints is None:
+            seen, unsure = self._solution.process(square).detections or (), ()
+        else:
+            seen, unsure = self._with_hints.process(square)
+        seen = [_to_face(d, width, height) for d in seen]
+        faces = [f for f in seen if f.score >= self.min_confidence]
+        hints = [f for f in seen if f.score < self.min_confidence]
+        for hint in (_to_face(d, width, height) for d in unsure):
+            if not any(same_face(hint.bbox, f.bbox) for f in seen + hints):
+                hints.append(hint)
+        return faces, hints
 
     def tiles(self, rgb: np.ndarray, width: int, height: int, scale: int, sides: list[int],
               known: list[Face] = ()) -> list[Face]:
@@ -107,13 +122,13 @@ class MediaPipeDetector:
             bx0, by0 = point(box.xmin, box.ymin)
             bx1, by1 = point(box.xmin + box.width, box.ymin + box.height)
             keypoints = tuple(point(k.x, k.y) for k in d.location_data.relative_keypoints)
-            if bx1 > bx0 and by1 > by0:
+            if bx1 > bx0 and by1 > by0 and d.score[0] >= self.min_confidence:
                 faces.append(Face(score=float(d.score[0]), bbox=(bx0, by0, bx1 - bx0, by1 - by0),
                                   keypoints=keypoints))
         return faces
 
     def close(self) -> None:
-        self._solution.close()
+        (self._with_hints or self._solution).close()
         if self._tile_solution is not None:
             self._tile_solution.close()
 

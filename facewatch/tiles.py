@@ -19,7 +19,6 @@ WHOLE_SEES = 0.07  # the whole-picture pass finds faces from about this fraction
 # a face found in tiles that the full-size whole pass may find too: that pass finds faces from
 # about 4.5% of the long side, and draws one near its limit up to 1.5 times wider than tiles do
 LOOP_MAY_SEE = 0.03
-CANDIDATE_SCORE = 0.3  # the whole-picture pass reports faces from this score, as hints
 SMALL = 0.10  # of the long side: a face this small may stand beside smaller ones
 SMALL_PICTURE = 1024  # long side: so few tiles that any hint of a face pays for a closer look
 MIN_DETAIL = 16  # decoded pixels across the smallest face looked for
@@ -30,16 +29,13 @@ def min_face(width: int, height: int) -> int:
     return max(16, round(max(width, height) / 125))
 
 
-def closer_look(faces: Iterable[Face], width: int, height: int, min_confidence: float,
-                mode: str) -> Optional[int]:
+def closer_look(faces: Iterable[Face], width: int, height: int, mode: str) -> Optional[int]:
     """The smallest face width to look for in tiles, or None: no closer look.
 
-    `faces` are the whole-picture pass's, hints below `min_confidence` included. `always` looks
-    everywhere for the smallest faces worth it. `auto` looks when the pass shows signs of faces it
-    cannot see well: a hint it is unsure of (a face the full-size loop might find, or one too
-    small to be sure of), two or more faces of which one is small (a group: its farther faces are
-    smaller still), or any face at all in a small picture (cheap to tile). It then looks for
-    faces down to half the smallest it saw."""
+    `faces` are those found so far. `always` looks everywhere for the smallest faces worth it.
+    `auto` looks when they show signs of faces too small for the whole-picture pass: two or more
+    faces of which one is small (a group: its farther faces are smaller still), or any face at all
+    in a small picture (cheap to tile). It then looks for faces down to half the smallest it saw."""
     floor = min_face(width, height)
     if mode == "always":
         return floor
@@ -50,10 +46,8 @@ def closer_look(faces: Iterable[Face], width: int, height: int, min_confidence: 
         return None
     long_side = max(width, height)
     sizes = [f.bbox[2] for f in faces]
-    unsure = any(f.score < min_confidence for f in faces)
-    sure = [f for f in faces if f.score >= min_confidence]
-    group = len(sure) >= 2 and min(f.bbox[2] for f in sure) < SMALL * long_side
-    if not (unsure or group or long_side <= SMALL_PICTURE):
+    group = len(faces) >= 2 and min(sizes) < SMALL * long_side
+    if not (group or long_side <= SMALL_PICTURE):
         return None
     smallest = max(min(sizes) // 2, floor)
     return smallest if smallest < WHOLE_SEES * long_side else None
