@@ -23,6 +23,8 @@ from facewatch.detect import Detector
 from facewatch.store import Claim, Embedded, Face, FaceJob, Result
 from facewatch.tiles import LOOP_MAY_SEE, MIN_DETAIL, closer_look, levels, merge, quarter, same_face
 
+HINT_SIZES = 1.6  # a face of a hint's width within this factor is the face it hints at
+
 # errors worth another try later: the disk, the mount or the network may come back
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
                     errno.ENOMEM, errno.EINTR, errno.ENXIO, errno.EHOSTDOWN, errno.ENOTCONN}
@@ -242,52 +244,92 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
     each face it was unsure of, and where it shows signs of faces too small for it, overlapping
     tiles of a decode with enough detail for them."""
     width, height, rgb, scale = picture.width, picture.height, picture.rgb, picture.scale
-    faces, hints = detector.whole(rgb, width, height, scale)
+    long_side = max(width, height)
+    sure, hints = detector.whole(rgb, width, height, scale)
     if detector.small_faces == "off":
-        return faces
-    seen_nothing = not faces and not hints
+        return sure
+    full_size = FullSizePass(detector, data, max_pixels, picture)
+    faces = list(sure)
     if detector.small_faces == "auto":
-        # a face the reduced decode shows below the model's floor, seen again in a square of four
-        # face widths around it: the full-size pass would find most of these
-        faces = merge(faces, [drawn_as(hints, c) for c in (detector.confirmed(rgb, width, height, scale, h)
-                                                          for h in hints) if c])
-        if seen_nothing:
-            # not even a hint: a face near the whole pass's limit can still be plain in a quarter of
-            # the picture (four overlapping tiles of the same decode)
-            faces = detector.tiles(rgb, width, height, scale, [quarter(width, height)])
+        faces = merge(faces, confirmed_hints(detector, picture, hints, full_size))
+        if not faces:
+            # no face at all: one near the whole pass's limit can still be plain in a quarter of the
+            # picture (four overlapping tiles of the same decode)
+            faces = [drawn_as(hints, f, long_side) or f
+                     for f in detector.tiles(rgb, width, height, scale, [quarter(width, height)])]
     smallest = closer_look(faces, width, height, detector.small_faces)
     if smallest is not None:
         finest = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
         if picture.scale > finest:  # the first decode is too coarse for faces this small
-            picture = decode(data, max_pixels, min_side=-(-max(width, height) // finest))
+            picture = decode(data, max_pixels, min_side=-(-long_side // finest))
         found = detector.tiles(picture.rgb, width, height, picture.scale, levels(width, height, smallest),
                                known=faces)
-        faces = merge(faces, [drawn_as(hints, f) for f in found])
-    if seen_nothing and scale > 1:
-        return as_the_loop_sees(detector, data, max_pixels, faces, width, height)
+        faces = merge(faces, [drawn_as(hints, f, long_side) or f for f in found])
+    if not sure and scale > 1:
+        # what closer looks found in a picture whose reduced decode showed no face, from the size one
+        # full-size pass may see, and not drawn from a hint: boxed as that pass boxes them (it draws
+        # a face near its limit larger and lower than a closer look does), where it finds them at all
+        drawn = {h.bbox for h in hints}
+        unboxed = [f for f in faces if f.bbox[2] >= LOOP_MAY_SEE * long_side and f.bbox not in drawn]
+        if unboxed:
+            faces = [next((s for s in full_size.faces() if same_face(s.bbox, f.bbox)), f) if f in unboxed else f
+                     for f in faces]
     return faces
 
 
-def drawn_as(hints: list, face: Face) -> Face:
+def confirmed_hints(detector: Detector, picture: Decoded, hints: list, full_size: "FullSizePass") -> list:
+    """The faces among the whole-picture pass's hints (what the reduced decode showed below the
+    model's floor: the full-size pass finds most of them), each seen again in a square of four face
+    widths around it. Seen there at the hint's size, it is a face, drawn as the hint is; seen much
+    smaller, it may be a blur the upscaling made a face of (a galaxy, measured) or a face near the
+    full-size pass's limit, which that pass draws 1.6 times wider than a closer look: that pass,
+    on a full-size decode, decides. Hints with fewer than MIN_DETAIL decoded pixels across are not
+    looked at: smaller than any face the full-size pass finds."""
+    width, height, scale = picture.width, picture.height, picture.scale
+    long_side = max(width, height)
+    faces, doubtful = [], []
+    for hint in hints:
+        if hint.bbox[2] / scale < MIN_DETAIL:
+            continue
+        look = detector.confirmed(picture.rgb, width, height, scale, hint)
+        if look is None:
+            continue
+        face = drawn_as([hint], look, long_side)
+        if face is not None:
+            faces.append(face)
+        else:
+            doubtful.append(hint)
+    if doubtful and scale > 1:  # at full size, the whole pass was the full-size pass: they are not its
+        faces += [s for s in full_size.faces() if any(same_face(s.bbox, h.bbox) for h in doubtful)]
+    return faces
+
+
+def drawn_as(hints: list, face: Face, long_side: int) -> Optional[Face]:
     """A face found by a closer look, with the box and landmarks of the whole-picture pass's hint
-    of it where there is one: as one pass over the full-size picture draws them (a closer look
-    draws a face near that pass's limit up to 1.5 times narrower), with the closer look's score."""
-    hint = next((h for h in hints if same_face(h.bbox, face.bbox)), None)
-    return face if hint is None else replace(face, bbox=hint.bbox, keypoints=hint.keypoints)
+    of it (as one pass over the full-size picture draws them), with the closer look's score; None
+    where no hint is of it. Only a face that pass may see (from LOOP_MAY_SEE of the long side), of
+    about the hint's width: the model draws no box narrower than about 4% of the long side, so a
+    smaller face inside a hint is not its face."""
+    if face.bbox[2] < LOOP_MAY_SEE * long_side:
+        return None
+    for hint in hints:
+        if same_face(hint.bbox, face.bbox) and 1 / HINT_SIZES <= hint.bbox[2] / face.bbox[2] <= HINT_SIZES:
+            return replace(face, bbox=hint.bbox, keypoints=hint.keypoints)
+    return None
 
 
-def as_the_loop_sees(detector: Detector, data: bytes, max_pixels: int, faces: list,
-                     width: int, height: int) -> list:
-    """Faces found in a picture whose reduced decode showed no face and no hint, big enough for
-    one pass over the full-size picture: boxed as that pass boxes them, where it finds them at all.
-    A full-size decode, only for the rare photo that has such a face."""
-    if not any(f.bbox[2] >= LOOP_MAY_SEE * max(width, height) for f in faces):
-        return faces
-    full = decode(data, max_pixels, min_side=max(width, height))
-    seen = detector.detect(full.rgb, width, height, full.scale)
-    boxed = []
-    for face in faces:
-        twin = next((s for s in seen if face.bbox[2] >= LOOP_MAY_SEE * max(width, height)
-                     and same_face(s.bbox, face.bbox)), None)
-        boxed.append(twin or face)
-    return boxed
+class FullSizePass:
+    """The faces of one pass over the full-size picture, as the hand-written loop finds them:
+    decoded at full size only when asked for (a few photos in a hundred), and once."""
+
+    def __init__(self, detector: Detector, data: bytes, max_pixels: int, picture: Decoded):
+        self._detector, self._data, self._max_pixels, self._picture = detector, data, max_pixels, picture
+        self._faces: Optional[list] = None
+
+    def faces(self) -> list:
+        if self._faces is None:
+            width, height = self._picture.width, self._picture.height
+            full = self._picture if self._picture.scale == 1 else decode(
+                self._data, self._max_pixels, min_side=max(width, height))
+            self._faces = self._detector.detect(full.rgb, width, height, full.scale)
+        return self._faces
