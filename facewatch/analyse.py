@@ -252,19 +252,20 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
     faces = list(sure)
     if detector.small_faces == "auto":
         faces = merge(faces, confirmed_hints(detector, picture, hints, full_size))
-        if not faces:
-            # no face at all: one near the whole pass's limit can still be plain in a quarter of the
-            # picture (four overlapping tiles of the same decode)
-            faces = [drawn_as(hints, f, long_side) or f
-                     for f in detector.tiles(rgb, width, height, scale, [quarter(width, height)])]
+        if not sure:
+            # no face the whole pass was sure of: faces near its limit can still be plain in a
+            # quarter of the picture (four overlapping tiles of the same decode)
+            found = detector.tiles(rgb, width, height, scale, [quarter(width, height)], known=faces)
+            faces = merge(faces, [drawn_as(hints, f, picture) for f in found])
     smallest = closer_look(faces, width, height, detector.small_faces)
     if smallest is not None:
         finest = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
-        if picture.scale > finest:  # the first decode is too coarse for faces this small
-            picture = decode(data, max_pixels, min_side=-(-long_side // finest))
-        found = detector.tiles(picture.rgb, width, height, picture.scale, levels(width, height, smallest),
+        detail = picture  # the first decode, unless too coarse for faces this small
+        if scale > finest:
+            detail = decode(data, max_pixels, min_side=-(-long_side // finest))
+        found = detector.tiles(detail.rgb, width, height, detail.scale, levels(width, height, smallest),
                                known=faces)
-        faces = merge(faces, [drawn_as(hints, f, long_side) or f for f in found])
+        faces = merge(faces, [drawn_as(hints, f, picture) for f in found])
     if not sure and scale > 1:
         # what closer looks found in a picture whose reduced decode showed no face, from the size one
         # full-size pass may see, and not drawn from a hint: boxed as that pass boxes them (it draws
@@ -286,7 +287,6 @@ def confirmed_hints(detector: Detector, picture: Decoded, hints: list, full_size
     on a full-size decode, decides. Hints with fewer than MIN_DETAIL decoded pixels across are not
     looked at: smaller than any face the full-size pass finds."""
     width, height, scale = picture.width, picture.height, picture.scale
-    long_side = max(width, height)
     faces, doubtful = [], []
     for hint in hints:
         if hint.bbox[2] / scale < MIN_DETAIL:
@@ -294,9 +294,8 @@ def confirmed_hints(detector: Detector, picture: Decoded, hints: list, full_size
         look = detector.confirmed(picture.rgb, width, height, scale, hint)
         if look is None:
             continue
-        face = drawn_as([hint], look, long_side)
-        if face is not None:
-            faces.append(face)
+        if hint_of([hint], look, max(width, height)):
+            faces.append(drawn_as([hint], look, picture))
         else:
             doubtful.append(hint)
     if doubtful and scale > 1:  # at full size, the whole pass was the full-size pass: they are not its
@@ -304,18 +303,24 @@ def confirmed_hints(detector: Detector, picture: Decoded, hints: list, full_size
     return faces
 
 
-def drawn_as(hints: list, face: Face, long_side: int) -> Optional[Face]:
-    """A face found by a closer look, with the box and landmarks of the whole-picture pass's hint
-    of it (as one pass over the full-size picture draws them), with the closer look's score; None
-    where no hint is of it. Only a face that pass may see (from LOOP_MAY_SEE of the long side), of
-    about the hint's width: the model draws no box narrower than about 4% of the long side, so a
-    smaller face inside a hint is not its face."""
+def hint_of(hints: list, face: Face, long_side: int) -> Optional[Face]:
+    """The hint of the whole-picture pass that is `face`, found by a closer look, or None. Only
+    for a face that pass may see (from LOOP_MAY_SEE of the long side), of about the hint's width:
+    the model draws no box narrower than about 4% of the long side, so a smaller face inside a
+    hint is not its face."""
     if face.bbox[2] < LOOP_MAY_SEE * long_side:
         return None
-    for hint in hints:
-        if same_face(hint.bbox, face.bbox) and 1 / HINT_SIZES <= hint.bbox[2] / face.bbox[2] <= HINT_SIZES:
-            return replace(face, bbox=hint.bbox, keypoints=hint.keypoints)
-    return None
+    return next((h for h in hints if same_face(h.bbox, face.bbox)
+                 and 1 / HINT_SIZES <= h.bbox[2] / face.bbox[2] <= HINT_SIZES), None)
+
+
+def drawn_as(hints: list, face: Face, picture: Decoded) -> Face:
+    """A face found by a closer look, drawn with the box and landmarks of its hint where it has one
+    and the picture was decoded reduced: as one pass over the full-size picture draws them (a
+    closer look draws a face near that pass's limit up to 1.5 times narrower), with the closer
+    look's score. (At full size the hint is that pass's own, below its floor: nothing to match.)"""
+    hint = hint_of(hints, face, max(picture.width, picture.height)) if picture.scale > 1 else None
+    return face if hint is None else replace(face, bbox=hint.bbox, keypoints=hint.keypoints)
 
 
 class FullSizePass:
