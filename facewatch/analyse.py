@@ -21,7 +21,7 @@ from facewatch import embed
 from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
 from facewatch.store import Claim, Embedded, Face, FaceJob, Result
-from facewatch.tiles import LOOP_MAY_SEE, MIN_DETAIL, closer_look, levels, merge, quarter, same_face
+from facewatch.tiles import LOOP_MAY_SEE, MIN_DETAIL, WHOLE_SEES, closer_look, levels, merge, quarter, same_face
 
 HINT_SIZES = 1.6  # a face of a hint's width within this factor is the face it hints at
 
@@ -252,9 +252,10 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
     faces = list(sure)
     if detector.small_faces == "auto":
         faces = merge(faces, confirmed_hints(detector, picture, hints, full_size))
-        if not sure:
-            # no face the whole pass was sure of: faces near its limit can still be plain in a
-            # quarter of the picture (four overlapping tiles of the same decode)
+        if not sure and not any(f.bbox[2] >= WHOLE_SEES * long_side for f in faces):
+            # no face the whole pass was sure of, nor one its hints showed that is plain to it:
+            # faces near its limit can still be plain in a quarter of the picture (four
+            # overlapping tiles of the same decode)
             found = detector.tiles(rgb, width, height, scale, [quarter(width, height)], known=faces)
             faces = merge(faces, [drawn_as(hints, f, picture) for f in found])
     smallest = closer_look(faces, width, height, detector.small_faces)
