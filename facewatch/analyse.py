@@ -249,9 +249,8 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
     if detector.small_faces == "off":
         return sure
     full_size = FullSizePass(detector, data, max_pixels, picture)
-    faces = list(sure)
+    faces = merge(sure, confirmed_hints(detector, picture, hints, full_size))
     if detector.small_faces == "auto":
-        faces = merge(faces, confirmed_hints(detector, picture, hints, full_size))
         if not sure and not any(f.bbox[2] >= WHOLE_SEES * long_side for f in faces):
             # no face the whole pass was sure of, nor one its hints showed that is plain to it:
             # faces near its limit can still be plain in a quarter of the picture (four
