@@ -157,7 +157,8 @@ def test_a_face_near_the_full_size_passs_limit_is_boxed_as_the_loop_boxes_it(tmp
     assert len(found) == 1 and iou(found[0].bbox, expected[0][0]) >= 0.75, [f.bbox for f in found]
 
 
-def test_the_whole_picture_pass_is_mediapipes_own_graph_and_also_says_what_it_is_unsure_of(photo_dir, hand_loop):
+def test_the_whole_picture_pass_is_mediapipes_own_graph_and_also_says_what_it_is_unsure_of(tmp_path, photo_dir,
+                                                                                             hand_loop):
     """MediaPipe's full-range graph drops every detection below 0.6, whatever it is asked for; the
     graph facewatch runs instead gives the same detections to the last digit, and hints below."""
     from facewatch.blazeface import FLOOR, HINT_SCORE, FullRangeWithHints
@@ -173,7 +174,7 @@ def test_the_whole_picture_pass_is_mediapipes_own_graph_and_also_says_what_it_is
     asked_low = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.1)
     try:
         paths = [photo_dir / n for n in ("astronaut.jpg", "two_astronauts.jpg", "astronaut_9mp.jpg", "coffee.png")]
-        paths += make_corpus(photo_dir.parent / "unsure", 12, "12mp")
+        paths += make_corpus(tmp_path, 12, "12mp")
         seen = hinted = 0
         for path in paths:
             data = path.read_bytes()
