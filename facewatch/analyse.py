@@ -21,9 +21,8 @@ from facewatch import embed
 from facewatch.decode import MIN_LONG_SIDE, DecodeError, Decoded, decode
 from facewatch.detect import Detector
 from facewatch.store import Claim, Embedded, Face, FaceJob, Result
-from facewatch.tiles import LOOP_MAY_SEE, MIN_DETAIL, WHOLE_SEES, closer_look, levels, merge, quarter, same_face
-
-HINT_SIZES = 1.6  # a face of a hint's width within this factor is the face it hints at
+from facewatch.tiles import (LOOP_MAY_SEE, MIN_DETAIL, WHOLE_SEES, closer_look, hint_of, levels, merge, quarter,
+                             same_face)
 
 # errors worth another try later: the disk, the mount or the network may come back
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
@@ -303,17 +302,6 @@ def confirmed_hints(detector: Detector, picture: Decoded, hints: list, full_size
     return faces
 
 
-def hint_of(hints: list, face: Face, long_side: int) -> Optional[Face]:
-    """The hint of the whole-picture pass that is `face`, found by a closer look, or None. Only
-    for a face that pass may see (from LOOP_MAY_SEE of the long side), of about the hint's width:
-    the model draws no box narrower than about 4% of the long side, so a smaller face inside a
-    hint is not its face."""
-    if face.bbox[2] < LOOP_MAY_SEE * long_side:
-        return None
-    return next((h for h in hints if same_face(h.bbox, face.bbox)
-                 and 1 / HINT_SIZES <= h.bbox[2] / face.bbox[2] <= HINT_SIZES), None)
-
-
 def drawn_as(hints: list, face: Face, picture: Decoded) -> Face:
     """A face found by a closer look, drawn with the box and landmarks of its hint where it has one
     and the picture was decoded reduced: as one pass over the full-size picture draws them (a
@@ -324,17 +312,17 @@ def drawn_as(hints: list, face: Face, picture: Decoded) -> Face:
 
 
 class FullSizePass:
-    """The faces of one pass over the full-size picture, as the hand-written loop finds them:
-    decoded at full size only when asked for (a few photos in a hundred), and once."""
+    """The faces of one pass over the full-size picture of a photo decoded reduced, as the
+    hand-written loop finds them: decoded at full size only when asked for (a few photos in a
+    hundred), and once."""
 
     def __init__(self, detector: Detector, data: bytes, max_pixels: int, picture: Decoded):
-        self._detector, self._data, self._max_pixels, self._picture = detector, data, max_pixels, picture
+        self._detector, self._data, self._max_pixels = detector, data, max_pixels
+        self._width, self._height = picture.width, picture.height
         self._faces: Optional[list] = None
 
     def faces(self) -> list:
         if self._faces is None:
-            width, height = self._picture.width, self._picture.height
-            full = self._picture if self._picture.scale == 1 else decode(
-                self._data, self._max_pixels, min_side=max(width, height))
-            self._faces = self._detector.detect(full.rgb, width, height, full.scale)
+            full = decode(self._data, self._max_pixels, min_side=max(self._width, self._height))
+            self._faces = self._detector.detect(full.rgb, self._width, self._height, full.scale)
         return self._faces

@@ -22,6 +22,7 @@ LOOP_MAY_SEE = 0.03
 SMALL = 0.10  # of the long side: a face this small may stand beside smaller ones
 SMALL_PICTURE = 1024  # long side: so few tiles that any hint of a face pays for a closer look
 MIN_DETAIL = 16  # decoded pixels across the smallest face looked for
+HINT_SIZES = 1.6  # a face of a hint's width within this factor is the face it hints at
 
 
 def min_face(width: int, height: int) -> int:
@@ -117,3 +118,14 @@ def merge(first: list[Face], found: list[Face]) -> list[Face]:
 def same_face(a: tuple, b: tuple) -> bool:
     iou, covered = overlap(a, b)
     return iou >= 0.3 or covered >= 0.6
+
+
+def hint_of(hints: list, face: Face, long_side: int) -> Optional[Face]:
+    """The hint of the whole-picture pass that is `face`, found by a closer look, or None. Only
+    for a face that pass may see (from LOOP_MAY_SEE of the long side), of about the hint's width:
+    the model draws no box narrower than about 4% of the long side, so a smaller face inside a
+    hint is not its face."""
+    if face.bbox[2] < LOOP_MAY_SEE * long_side:
+        return None
+    return next((h for h in hints if same_face(h.bbox, face.bbox)
+                 and 1 / HINT_SIZES <= h.bbox[2] / face.bbox[2] <= HINT_SIZES), None)
