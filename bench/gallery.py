@@ -33,7 +33,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(f"watch:\n  paths: [{args.corpus}]\ndatabase: {tmp}/fw.db\nlogging: {{level: warning}}\n")
-        facewatch = [sys.executable, "-m", "facewatch.launch", "--config", str(config)]
+        facewatch = [sys.executable, "-m", "facewatch", "--config", str(config)]
         print(f"indexing {len(files)} photos of {args.corpus} (people included) ...", flush=True)
         subprocess.run([*facewatch, "scan"], check=True, capture_output=True)
         out = Path(tmp) / "site"

@@ -86,7 +86,7 @@ def main() -> None:
             "logging": {"format": "json"}}))
         Image.fromarray(data.astronaut()).save(work / "face.jpg", quality=92)
         log = open(work / "daemon.log", "w")
-        daemon = subprocess.Popen([sys.executable, "-m", "facewatch.launch", "--config", str(config), "run"],
+        daemon = subprocess.Popen([sys.executable, "-m", "facewatch", "--config", str(config), "run"],
                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
         try:
             deadline = time.monotonic() + 120

@@ -44,7 +44,7 @@ def main() -> None:
         config.write_text(f"watch:\n  paths: [{photos}]\ndatabase: {db_path}\nlogging: {{level: warning}}\n")
         backlog = make_corpus(work / "groups", args.people_backlog, "1080p", seed=12, group_every=1) \
             if args.people_backlog else []
-        daemon = subprocess.Popen([sys.executable, "-m", "facewatch.launch", "--config", str(config), "run"],
+        daemon = subprocess.Popen([sys.executable, "-m", "facewatch", "--config", str(config), "run"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60

@@ -38,7 +38,7 @@ def identities() -> list[tuple[str, np.ndarray]]:
     """(person label, RGB photo of that person) of every real labelled face at hand."""
     from skimage import data
     from sources import labelled_photos, real_group_photos
-    from facewatch.detect import MediaPipeDetector
+    from facewatch.analysis.detect import MediaPipeDetector
     people = []
     for name, rgb in labelled_photos():
         people.append(("obama" if name.startswith("obama") else name.split(".")[0], rgb))
@@ -107,7 +107,7 @@ def build_album(folder: Path) -> dict:
 def timed_scan(config: Path) -> float:
     """Seconds `facewatch scan` takes with this config, the whole command."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "facewatch.launch", "--config", str(config), "scan"], check=True,
+    subprocess.run([sys.executable, "-m", "facewatch", "--config", str(config), "scan"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
@@ -118,7 +118,7 @@ def run_scan(folder: Path, work: Path, distance: float, min_faces: int = 2) -> t
     config.write_text(f"watch:\n  paths: [{folder}]\ndatabase: {db}\nlogging: {{level: warning, format: json}}\n"
                       f"people: {{match_distance: {distance}, min_faces: {min_faces}}}\n")
     elapsed = timed_scan(config)
-    out = subprocess.run([sys.executable, "-m", "facewatch.launch", "--config", str(config), "export"],
+    out = subprocess.run([sys.executable, "-m", "facewatch", "--config", str(config), "export"],
                          check=True, capture_output=True, text=True).stdout
     found = {}
     for record in map(json.loads, out.splitlines()):
@@ -191,7 +191,7 @@ def synthetic(n: int, people: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
 
 def scale(args) -> None:
-    from facewatch.people import PeopleIndex
+    from facewatch.people.stage import PeopleIndex
     from facewatch.store.sqlite import SQLiteStore
     for n in (int(x) for x in args.faces.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -224,7 +224,7 @@ def scale(args) -> None:
             config = Path(tmp) / "config.yaml"
             config.write_text(f"watch:\n  paths: [{tmp}]\ndatabase: {os.path.join(tmp, 'fw.db')}\n")
             started = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "facewatch.launch", "--config", str(config), "people",
+            out = subprocess.run([sys.executable, "-m", "facewatch", "--config", str(config), "people",
                                   "--json"], check=True, capture_output=True, text=True).stdout
             people_s = time.perf_counter() - started
             print(f"{'':>9}  `facewatch people` over {len(json.loads(out)):,} people: {people_s:.2f} s "

@@ -69,7 +69,7 @@ def run(database: str, files: int, claimers: int, batch: int) -> None:
         timings = []
         for _ in range(3):
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "facewatch.launch", "--config", str(config), "status", "--json"],
+            subprocess.run([sys.executable, "-m", "facewatch", "--config", str(config), "status", "--json"],
                            check=True, capture_output=True)
             timings.append(time.perf_counter() - started)
     kind = "PostgreSQL" if "://" in database else "SQLite"

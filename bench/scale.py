@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from facewatch.config import WatchConfig  # noqa: E402
-from facewatch.reconcile import reconcile  # noqa: E402
+from facewatch.intake.reconcile import reconcile  # noqa: E402
 from facewatch.store import open_store  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def daemon_memory(root: Path, work: Path, observe_s: float = 20.0) -> tuple[floa
     db_path = work / f"mem-{root.name}.db"
     config = work / f"mem-{root.name}.yaml"
     config.write_text(f"watch:\n  paths: [{root}]\ndatabase: {db_path}\nlogging: {{level: warning}}\n")
-    daemon = subprocess.Popen([sys.executable, "-m", "facewatch.launch", "--config", str(config), "run"],
+    daemon = subprocess.Popen([sys.executable, "-m", "facewatch", "--config", str(config), "run"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backlog, peak = 0, (0.0, 0.0)
     try:
@@ -112,7 +112,7 @@ def main() -> None:
               f"(stats every file: at start-up and once a day)")
 
         status_s = min(timed(lambda: subprocess.run(
-            [sys.executable, "-m", "facewatch.launch", "--config", str(_status_config(work, big)), "status"],
+            [sys.executable, "-m", "facewatch", "--config", str(_status_config(work, big)), "status"],
             check=True, capture_output=True))[0] for _ in range(3))
         print(f"facewatch status with {first.seen} files in the database: {status_s:.2f} s (target <= 0.5 s)")
 

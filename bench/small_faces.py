@@ -36,9 +36,9 @@ def iou(a, b) -> float:
 def detectors():
     import cv2
     import mediapipe as mp
-    from facewatch.analyse import find_faces
-    from facewatch.decode import decode
-    from facewatch.detect import MediaPipeDetector
+    from facewatch.analysis.faces import find_faces
+    from facewatch.analysis.decode import decode
+    from facewatch.analysis.detect import MediaPipeDetector
     loop = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
 
     def hand_loop(path: Path) -> list:

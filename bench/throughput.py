@@ -64,7 +64,7 @@ def _decode_one(path: str) -> int:
     import cv2
     import numpy as np
 
-    from facewatch.decode import _REDUCED, jpeg_size, reduction
+    from facewatch.analysis.decode import _REDUCED, jpeg_size, reduction
     with open(path, "rb") as f:
         data = f.read()
     factor = reduction(*jpeg_size(data))  # facewatch's default processing.min_decode_side
@@ -103,7 +103,7 @@ def facewatch_scan(corpus: Path, work: Path, small_faces: str = "auto", people: 
     config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {postgres or work / f'fw-{name}.db'}\n"
                       f"detector: {{small_faces: {small_faces}}}\nlogging: {{level: info, format: json}}\n"
                       f"people: {{enabled: {'true' if people == 'on' else 'false'}}}\n")
-    facewatch = [sys.executable, "-m", "facewatch.launch", "--config", str(config)]
+    facewatch = [sys.executable, "-m", "facewatch", "--config", str(config)]
     started, wall = time.perf_counter(), time.time()
     log = subprocess.run([*facewatch, "scan"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True).stderr

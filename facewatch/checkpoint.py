@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Union
 
 import structlog
 
-from facewatch.store import CHECKPOINT_STATUSES, StoreError, checkpoint_status
+from facewatch.store import CHECKPOINT_STATUSES, StoreError, as_store, checkpoint_status
 
 log = structlog.get_logger("facewatch.checkpoint")
 
@@ -178,7 +178,7 @@ class DatabaseCheckpointManager:
     those of one-shot scans, which `facewatch resume` continues from."""
 
     def __init__(self, db, kind: str = "scan"):
-        self.store = _as_store(db)
+        self.store = as_store(db)
         self.kind = kind
 
     def save_checkpoint(self, batch_number: int, processed_count: int, status: str = "in_progress",
@@ -303,17 +303,6 @@ def _log_remaining(count: int, batch: int) -> None:
     log.info("remaining_files_found", message=f"Found {count} remaining files from checkpoint batch {batch}",
              remaining=count, batch=batch)
 
-
-def _as_store(db):
-    """A store from whatever the API's user holds: a store, a path or URL, an sqlite3 connection."""
-    import sqlite3
-    from facewatch.store import open_store
-    if isinstance(db, (str, os.PathLike)):
-        return open_store(os.fspath(db))
-    if isinstance(db, sqlite3.Connection):
-        path = next(r[2] for r in db.execute("PRAGMA database_list") if r[1] == "main")
-        return open_store(path)
-    return db
 
 
 class CheckpointTracker:

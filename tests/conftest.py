@@ -19,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-FACEWATCH = [sys.executable, "-m", "facewatch.launch"]  # what the `facewatch` script runs
+FACEWATCH = [sys.executable, "-m", "facewatch"]  # what the `facewatch` script runs
 # as root, run a command without the capabilities that let root read any file, so `chmod 000` bites
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
 
@@ -100,7 +100,7 @@ def make_variants(photo_dir: Path, folder: Path, n: int, seed: int = 0, prefix: 
 
 @pytest.fixture(scope="session")
 def reference_detector():
-    from facewatch.detect import MediaPipeDetector
+    from facewatch.analysis.detect import MediaPipeDetector
     detector = MediaPipeDetector("full_range", 0.5)
     yield detector
     detector.close()

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from conftest import NO_DAC, iou, reference_faces, save_jpeg
-from facewatch.analyse import analyse_file
-from facewatch.decode import DecodeError, decode
+from facewatch.analysis.analyse import analyse_file
+from facewatch.analysis.decode import DecodeError, decode
 from facewatch.store import Claim
 
 MAX_PIXELS = 200_000_000
@@ -204,7 +204,7 @@ def test_an_unreadable_file_fails_with_permission_denied(tmp_path, photo_dir):
     path = tmp_path / "locked.jpg"
     path.write_bytes((photo_dir / "astronaut.jpg").read_bytes())
     path.chmod(0)
-    code = ("import sys; from facewatch.analyse import analyse_file; from facewatch.store import Claim; "
+    code = ("import sys; from facewatch.analysis.analyse import analyse_file; from facewatch.store import Claim; "
             "r = analyse_file(Claim(1, sys.argv[1], None, 1), None, lambda h, i: None, 10**8); "
             "print(r.kind, r.error, sep='|')")
     out = subprocess.run([*NO_DAC, sys.executable, "-c", code, str(path)], capture_output=True, text=True)

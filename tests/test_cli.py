@@ -19,7 +19,7 @@ def test_status_before_anything_exists(tmp_path):
 
 def test_status_never_imports_mediapipe_and_answers_fast(tmp_path):
     config = write_config(tmp_path)
-    code = ("import sys, time; t = time.perf_counter(); from facewatch.cli import main\n"
+    code = ("import sys, time; t = time.perf_counter(); from facewatch.cli.main import main\n"
             "try:\n    main(['--config', sys.argv[1], 'status', '--json'])\nexcept SystemExit:\n    pass\n"
             "print(time.perf_counter() - t, 'mediapipe' in sys.modules, 'cv2' in sys.modules, file=sys.stderr)")
     out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True)
@@ -29,7 +29,7 @@ def test_status_never_imports_mediapipe_and_answers_fast(tmp_path):
 
 
 def test_the_command_starts_the_analyser_server_only_for_commands_that_analyse():
-    from facewatch.launch import ANALYSING, command
+    from facewatch.__main__ import ANALYSING, command
     assert command(["scan"]) == "scan" and command(["--config", "run", "status"]) == "status"
     assert command(["--config", "/etc/x.yaml", "resume", "--checkpoint-every", "5"]) == "resume"
     assert command(["--version"]) == "" and command([]) == ""
@@ -40,7 +40,7 @@ def test_the_command_starts_the_analyser_server_only_for_commands_that_analyse()
 def test_the_daemon_and_scan_processes_leave_the_image_stack_to_the_analysers():
     # numpy, OpenCV, Pillow and MediaPipe load in the analyser server, once; the main process
     # would pay a tenth of a second for them at every start, on the path to the first photo
-    code = ("import sys, facewatch.launch, facewatch.cli, facewatch.scan, facewatch.daemon\n"
+    code = ("import sys, facewatch.__main__, facewatch.cli.main, facewatch.service.scan, facewatch.service.daemon\n"
             "print(sorted(m for m in ('numpy', 'cv2', 'PIL', 'mediapipe', 'xxhash') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from facewatch.cli import main
+from facewatch.cli.main import main
 from facewatch.config import Config, ConfigError, load_config
 
 

@@ -265,9 +265,9 @@ def test_kill_9_leaves_no_analyser_process_behind(tmp_path, daemon):
 def test_a_file_that_kills_the_analyser_is_failed_and_only_it(tmp_path, photo_dir):
     """The analyser reading one file dies each time (a real SIGKILL, as a crashing decoder would)."""
     from facewatch.config import load_config
-    from facewatch.reconcile import reconcile
+    from facewatch.intake.reconcile import reconcile
     from facewatch.store import open_store
-    from facewatch.worker import Worker
+    from facewatch.service.worker import Worker
     config = load_config(str(write_config(tmp_path, processing={"max_attempts": 2, "batch_size": 4})))
     photos = tmp_path / "photos"
     paths = make_variants(photo_dir, photos, 12, seed=9, side=2400)
@@ -327,10 +327,10 @@ def test_the_status_line_recounts_only_after_work_at_a_bounded_cost(tmp_path):
     from types import SimpleNamespace
 
     from facewatch.config import load_config
-    from facewatch.daemon import Wake
-    from facewatch.jobs import STATUS_RECOUNT_S, STATUS_SHARE, Chores
+    from facewatch.service.daemon import Wake
+    from facewatch.service.jobs import STATUS_RECOUNT_S, STATUS_SHARE, Chores
     from facewatch.store import FileStat, open_store
-    from facewatch.worker import Progress
+    from facewatch.service.worker import Progress
     config = load_config(str(write_config(tmp_path)))
     store = open_store(config.database)
     now, counts = [1000.0], []

@@ -2,7 +2,7 @@
 so the expected people are plain: each 'person' is a point, each face a small step from it."""
 import numpy as np
 
-from facewatch.people import PeopleIndex, PeopleStage
+from facewatch.people.stage import PeopleIndex, PeopleStage
 from facewatch.store import Embedded, Face, FileStat, Result, open_store
 
 FACE = Face(0.9, (10, 10, 50, 50), ((1, 1),))

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BACKENDS, NO_DAC, write_config
 from facewatch.config import load_config
-from facewatch.reconcile import reconcile
+from facewatch.intake.reconcile import reconcile
 from facewatch.store import Result, open_store
 
 
@@ -73,7 +73,7 @@ def test_an_unreadable_subfolder_marks_nothing_missing(env, photo_dir, tmp_path)
     reconcile(store, [str(photos)], config.watch, now=1)
     (photos / "private").chmod(0)
     code = ("import sys; from facewatch.config import load_config; from facewatch.store import open_store; "
-            "from facewatch.reconcile import reconcile; c = load_config(sys.argv[1]); "
+            "from facewatch.intake.reconcile import reconcile; c = load_config(sys.argv[1]); "
             "print(reconcile(open_store(c.database), c.watch.paths, c.watch, now=2).missing)")
     try:
         out = subprocess.run([*NO_DAC, sys.executable, "-c", code, str(tmp_path / "config.yaml")],

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import iou
-from facewatch.analyse import find_faces
-from facewatch.decode import decode
-from facewatch.detect import MediaPipeDetector
-from facewatch.tiles import closer_look, grid, levels
+from facewatch.analysis.faces import find_faces
+from facewatch.analysis.decode import decode
+from facewatch.analysis.detect import MediaPipeDetector
+from facewatch.analysis.tiles import closer_look, grid, levels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -161,8 +161,8 @@ def test_the_whole_picture_pass_is_mediapipes_own_graph_and_also_says_what_it_is
                                                                                              hand_loop):
     """MediaPipe's full-range graph drops every detection below 0.6, whatever it is asked for; the
     graph facewatch runs instead gives the same detections to the last digit, and hints below."""
-    from facewatch.blazeface import FLOOR, HINT_SCORE, FullRangeWithHints
-    from facewatch.detect import model_input
+    from facewatch.analysis.blazeface import FLOOR, HINT_SCORE, FullRangeWithHints
+    from facewatch.analysis.detect import model_input
     from make_corpus import make_corpus
 
     def key(d):

@@ -9,7 +9,7 @@ import pytest
 from conftest import wait_until, write_config
 from facewatch.config import load_config
 from facewatch.store import open_store
-from facewatch.watcher import Watcher
+from facewatch.intake.watcher import Watcher
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from conftest import write_config
 from facewatch.config import load_config
 from facewatch.store import FileStat, Result, open_store
-from facewatch.worker import Worker, backoff_s
+from facewatch.service.worker import Worker, backoff_s
 
 
 class InlineAnalysers:
@@ -85,7 +85,7 @@ def test_an_idle_daemon_loop_sleeps_until_a_retry_is_due_and_no_longer(setup):
     """The loop looks at the queue every IDLE_WAIT_S at most (new work wakes it); a file backing
     off shortens the sleep to when it is due, and what is due but cannot be claimed does not
     turn the sleep into a busy loop."""
-    from facewatch.worker import IDLE_WAIT_S
+    from facewatch.service.worker import IDLE_WAIT_S
     worker, store, _ = setup(lambda c: Result(c.file_id, "retry", error="cannot read the file: I/O error"))
     assert worker._idle_pause(0.0, burst=False) == IDLE_WAIT_S
     store.enqueue([FileStat("/p/flaky.jpg", 1, 1)], now=0)
@@ -96,7 +96,7 @@ def test_an_idle_daemon_loop_sleeps_until_a_retry_is_due_and_no_longer(setup):
     assert worker._idle_pause(2.5, burst=False) == IDLE_WAIT_S  # due, yet not claimed: no spinning
     assert worker._idle_pause(0.5, burst=True) == pytest.approx(1.5)
     from facewatch.store import StoreUnavailable
-    from facewatch.worker import STORE_RETRY_S
+    from facewatch.service.worker import STORE_RETRY_S
 
     def unreadable(*args):
         raise StoreUnavailable("the database cannot be reached")
@@ -144,8 +144,8 @@ def test_a_save_the_database_refuses_is_retried_with_backoff(setup):
 
 def test_the_private_attributes_read_from_other_libraries_are_still_there(tmp_path, photo_dir):
     """If a new Python or watchdog renames these, this test fails loudly, not the daemon quietly."""
-    from facewatch.analysers import Analysers, pool_broken, pool_processes
-    from facewatch.watcher import _watched_folders
+    from facewatch.analysis.analysers import Analysers, pool_broken, pool_processes
+    from facewatch.intake.watcher import _watched_folders
     from watchdog.observers.inotify import InotifyObserver
     from watchdog.events import FileSystemEventHandler
     config = load_config(str(write_config(tmp_path, processing={"workers": 1})))

@@ -1,20 +1,12 @@
-"""The store: one small contract for the queue, the results, the checkpoints and the daemons.
-
-Two backends implement it, each with its own SQL: SQLite, the embedded default
-(`store/sqlite.py`), and PostgreSQL, for an index shared by several hosts (`store/postgres.py`).
-Callers see only this module: the `Store` protocol, its dataclasses and the store's own
-exceptions. What saving a result does is decided once, here (`plan_save`); backends only write.
-"""
+"""The store's contract: the `Store` protocol every backend implements, its dataclasses, and the
+decisions made once for both backends (`plan_save`, `needs_analysis`, ...)."""
 from __future__ import annotations
 
-import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, NamedTuple, Optional, Protocol
-
-from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable,  # noqa: F401
-                                    StoreUnusable, TRANSIENT)
+from urllib.parse import urlsplit, urlunsplit
 
 STATUSES = ("pending", "processing", "done", "failed", "missing")
 CHECKPOINT_STATUSES = ("in_progress", "completed", "error")
@@ -51,6 +43,15 @@ def iso(ts: float) -> str:
 def is_url(database: str) -> bool:
     """Whether a `database` setting names a PostgreSQL server rather than an SQLite file."""
     return database.startswith(("postgresql://", "postgres://"))
+
+
+def masked(database: str) -> str:
+    """A `database` setting as it may be shown: a URL's password, if any, replaced by ***."""
+    parts = urlsplit(database)
+    if not is_url(database) or parts.password is None:
+        return database
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class FileStat(NamedTuple):
@@ -476,21 +477,3 @@ class Store(Protocol):
     def backup(self, out: str) -> Stats:
         """A consistent copy of the live index at `out`, atomically; what the copy holds."""
     def close(self) -> None: ...
-
-
-def open_store(database: str, readonly: bool = False) -> Store:
-    """The backend for a `database` setting: a postgresql:// URL, or the path of an SQLite file.
-
-    `readonly` opens an existing database for reading only (StoreUnusable if there is none)."""
-    if is_url(database):
-        from facewatch.store.postgres import PostgresStore
-        return PostgresStore(database, readonly=readonly)
-    from facewatch.store.sqlite import SQLiteStore
-    return SQLiteStore(database, readonly=readonly)
-
-
-def open_reader(database: str) -> Optional[Store]:
-    """A read-only store, or None when there is no index yet (an SQLite file not made yet)."""
-    if not is_url(database) and not os.path.exists(database):
-        return None
-    return open_store(database, readonly=True)

@@ -21,9 +21,8 @@ import time
 import zlib
 from contextlib import contextmanager
 from typing import Optional
-from urllib.parse import urlsplit, urlunsplit
 
-from facewatch.store import DETECTED, HEARTBEAT_STALE_S, Claim, Stats, iso, plan_save, same_person
+from facewatch.store.contract import DETECTED, HEARTBEAT_STALE_S, Claim, Stats, iso, masked, plan_save, same_person
 from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable,
                                     refuse_newer, translating)
 from facewatch.store.postgres_schema import MIGRATIONS
@@ -40,15 +39,6 @@ POOL_SIZE = 8  # the daemon's threads hold one each (worker, watcher, jobs, load
 def _last_line(exc: Exception) -> str:
     """libpq's message on one line."""
     return " ".join(line.strip() for line in str(exc).strip().splitlines()) or "no answer"
-
-
-def masked(url: str) -> str:
-    """The URL with its password, if any, replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # SQLite's dialect, as the shared queries speak it ------------------------------------------------

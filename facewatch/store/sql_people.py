@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Iterable, Iterator, Optional
 
-from facewatch.store import (FACES_PER_JOB, Embedded, FaceJob, IndexedFace, PeopleChanged, PeopleError, Person,
-                             PersonFace, group_jobs, iso, pick_person)
+from facewatch.store.contract import (FACES_PER_JOB, Embedded, FaceJob, IndexedFace, PeopleChanged,
+                                      PeopleError, Person, PersonFace, group_jobs, iso, pick_person)
 from facewatch.store.errors import StoreError
 
 

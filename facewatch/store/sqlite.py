@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Optional
 
-from facewatch.lock import FileLock, is_held
-from facewatch.store import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, PROCESSED, REQUEUE, CheckpointRecord,
-                             Claim, DaemonInfo, ExportFilter, Face, FileRecord, FileStat, Known, Result, Source, Stats,
-                             checkpoint_status, iso, needs_analysis, plan_save, same_person)
+from facewatch.store.lock import FileLock, is_held
+from facewatch.store.contract import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, PROCESSED, REQUEUE,
+                                      CheckpointRecord, Claim, DaemonInfo, ExportFilter, Face, FileRecord,
+                                      FileStat, Known, Result, Source, Stats, checkpoint_status, iso,
+                                      needs_analysis, plan_save, same_person)
 from facewatch.store.errors import StoreUnusable, refuse_newer
 from facewatch.store.sql_people import PeopleQueries, _b, _s
 from facewatch.store.errors import translating

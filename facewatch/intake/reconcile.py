@@ -13,10 +13,10 @@ from typing import Callable, Iterable, Optional
 import structlog
 
 from facewatch.config import WatchConfig
-from facewatch.files import available, inside, walk
+from facewatch.intake.files import available, inside, walk
 from facewatch.store import FileStat, Store, needs_analysis
 
-log = structlog.get_logger("facewatch.reconcile")
+log = structlog.get_logger("facewatch.intake.reconcile")
 
 WRITE_BATCH = 2000
 MARK_AFTER_S = 2.0  # a folder changed this recently is not marked unchanged: mtimes have ticks

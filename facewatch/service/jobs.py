@@ -13,10 +13,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from facewatch.checkpoint import DatabaseCheckpointManager
-from facewatch.reconcile import reconcile
+from facewatch.intake.reconcile import reconcile
 from facewatch.store import TRANSIENT, Stats, StoreUnusable
 
-log = structlog.get_logger("facewatch.jobs")
+log = structlog.get_logger("facewatch.service.jobs")
 # APScheduler warns each time a job falls due while its previous run still waits (for a locked
 # database, say): expected, and the job logs why it waits itself, once. Its errors still show.
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
@@ -154,7 +154,7 @@ class Chores:
         jobs.add("checkpoint", self.checkpoint, s.checkpoint_interval_s)
         jobs.add("release_stale", self.release_stale, STALE_CLAIMS_S)
         if d.metrics is not None:
-            from facewatch.metrics import METRICS_S
+            from facewatch.service.metrics import METRICS_S
             jobs.add("metrics", self.write_metrics, METRICS_S, now=True)
 
     def pulse(self) -> Pulse:

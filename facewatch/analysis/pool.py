@@ -4,7 +4,7 @@ The server imports numpy, OpenCV and MediaPipe once (facewatch/preload.py) and i
 the daemon's threads, locks or database connections, so forking from it is safe at any time.
 This module stays light: the `facewatch` command starts the server before anything else
 (facewatch/launch.py), so its imports overlap with ours, and the calls below name
-facewatch.analyse without the daemon or the scan importing it (numpy, OpenCV and Pillow are a
+facewatch.analysis.analyse without the daemon or the scan importing it (numpy, OpenCV and Pillow are a
 tenth of a second the main process never needs).
 """
 from multiprocessing import forkserver, get_context
@@ -12,7 +12,7 @@ from multiprocessing import forkserver, get_context
 
 def analyser_context():
     context = get_context("forkserver")
-    context.set_forkserver_preload(["facewatch.preload"])
+    context.set_forkserver_preload(["facewatch.analysis.preload"])
     return context
 
 
@@ -21,27 +21,27 @@ def start_analyser_server() -> None:
     forkserver.ensure_running()
 
 
-# What the pool runs in an analyser process, where the server has imported facewatch.analyse already.
+# What the pool runs in an analyser process, where the server has imported facewatch.analysis.analyse already.
 def init_process(*args) -> None:
-    from facewatch import analyse
+    from facewatch.analysis import analyse
     analyse.init_process(*args)
 
 
 def ready() -> int:
-    from facewatch import analyse
+    from facewatch.analysis import analyse
     return analyse.ready()
 
 
 def analyse(claim):
-    from facewatch import analyse
+    from facewatch.analysis import analyse
     return analyse.analyse(claim)
 
 
 def embed(job):
-    from facewatch import analyse
+    from facewatch.analysis import analyse
     return analyse.embed_job(job)
 
 
 def warm_embedder() -> int:
-    from facewatch import embed
+    from facewatch.analysis import embed
     return embed.warm()

@@ -11,14 +11,14 @@ from typing import Callable, Optional
 import structlog
 
 from facewatch.config import Config, ConfigError, load_config
-from facewatch.jobs import Chores, Jobs
-from facewatch.notify import Notifier
-from facewatch.signals import Signals
+from facewatch.service.jobs import Chores, Jobs
+from facewatch.service.notify import Notifier
+from facewatch.service.signals import Signals
 from facewatch.store import DaemonInfo, StoreError, StoreUnusable, iso, open_store
-from facewatch.watcher import Watcher
-from facewatch.worker import Worker
+from facewatch.intake.watcher import Watcher
+from facewatch.service.worker import Worker
 
-log = structlog.get_logger("facewatch.daemon")
+log = structlog.get_logger("facewatch.service.daemon")
 
 JOBS_STOP_TIMEOUT_S = 10.0
 
@@ -66,7 +66,7 @@ class Daemon:
         self.jobs = Jobs(on_fatal=self.fail)
         self.chores = Chores(self)
         self.pulse = self.chores.pulse()
-        self.metrics = None  # facewatch.metrics.Metrics when metrics.textfile or metrics.listen is set
+        self.metrics = None  # facewatch.service.metrics.Metrics when metrics.textfile or metrics.listen is set
         self._metrics_server = None
         self.tick = clock()
         self.fatal: Optional[StoreError] = None
@@ -93,7 +93,7 @@ class Daemon:
         self.worker = Worker(self.store, self.config, claimant=self.identity.name)
         m = self.config.metrics
         if m.textfile or m.listen:
-            from facewatch.metrics import Metrics
+            from facewatch.service.metrics import Metrics
             self.metrics = Metrics(m.textfile, self.clock())
             self.worker.on_saved = lambda batch: self.metrics.saved(batch.results)
             if m.listen:

@@ -10,7 +10,7 @@ TEMPLATE_EXEC = "ExecStart=/opt/facewatch/bin/facewatch --config /etc/facewatch/
 def render_unit(executable: str, config_file: str, database: str = "", metrics_listen: str = "") -> str:
     """The unit for this installation; a PostgreSQL `database` (a URL) opens TCP to its server only,
     `metrics_listen` (host:port) lets scrapers reach that address."""
-    template = resources.files("facewatch").joinpath("facewatch.service").read_text(encoding="utf-8")
+    template = resources.files("facewatch.service").joinpath("facewatch.service").read_text(encoding="utf-8")
     assert TEMPLATE_EXEC in template, "the unit template lost its ExecStart line"
     text = template.replace(TEMPLATE_EXEC, f"ExecStart={executable} --config {config_file} run")
     if database.startswith(("postgresql://", "postgres://")):

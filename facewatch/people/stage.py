@@ -22,10 +22,10 @@ from typing import Optional
 import numpy as np
 import structlog
 
-from facewatch.vectors import DIMENSIONS, vector
+from facewatch.people.vectors import DIMENSIONS, vector
 from facewatch.store import Embedded, PeopleChanged, Store, StoreError
 
-log = structlog.get_logger("facewatch.people")
+log = structlog.get_logger("facewatch.people.stage")
 
 MATCH_DISTANCE = 0.5  # measured on real labelled faces: bench/people.py
 MIN_FACES = 2

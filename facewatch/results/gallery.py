@@ -17,7 +17,7 @@ from typing import Optional
 from urllib.parse import quote
 
 from facewatch.config import Config
-from facewatch.files import write_atomically
+from facewatch.intake.files import write_atomically
 from facewatch.store import ExportFilter, FileRecord, Store
 
 PAGE_SIZE = 200
@@ -91,7 +91,7 @@ def _thumbnails(record: FileRecord, out: str, max_pixels: int) -> Optional[int]:
     """Make the record's thumbnail and large picture unless they exist; how many were made
     (None: the file cannot be read now, and its page shows no picture)."""
     import cv2
-    from facewatch.decode import DecodeError, decode
+    from facewatch.analysis.decode import DecodeError, decode
     name = thumb_name(record)
     if name is None:
         return None
@@ -158,7 +158,7 @@ def _photo_page(record: FileRecord, people: dict) -> str:
 
 
 def _people_pages(store: Store, config: Config, out: str, people: dict) -> None:
-    from facewatch.people_commands import face_crops, jpeg
+    from facewatch.people.crops import face_crops, jpeg
     cards = []
     for person in people.values():
         every = store.person_faces(person.person_id, 2000)  # best first: the page shows the first 60

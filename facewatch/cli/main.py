@@ -5,44 +5,13 @@ import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from typing import Optional
 
 import click
 
+from facewatch.cli.common import EXIT_CONFIG, config_of, database_errors, existing_store, setup_logs
+from facewatch.cli.people import find, people
 from facewatch.config import Config, ConfigError, load_config
-
-EXIT_CONFIG = 2
-EXIT_BUSY = 3  # another facewatch process holds the database
-EXIT_DATABASE = 4  # the database cannot be used (the line says why and what to do)
-
-
-@contextmanager
-def _database_errors(ctx: click.Context, busy_hint: str = ""):
-    """The store's errors as one line and an exit status, never a traceback."""
-    from facewatch.store import DatabaseInUse, StoreError
-    try:
-        yield
-    except DatabaseInUse as exc:
-        click.echo(f"facewatch: {exc}{busy_hint}", err=True)
-        ctx.exit(EXIT_BUSY)
-    except StoreError as exc:
-        click.echo(f"facewatch: {exc}", err=True)
-        ctx.exit(EXIT_DATABASE)
-
-
-def _config(ctx: click.Context) -> Config:
-    try:
-        return load_config(ctx.obj["config_path"])
-    except ConfigError as exc:
-        click.echo(f"facewatch: {exc}", err=True)
-        ctx.exit(EXIT_CONFIG)
-
-
-def _logging(config: Config, level: Optional[str] = None) -> None:
-    from facewatch.logs import setup_logging
-    setup_logging(config.logging.format, level or config.logging.level)
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", help="config.yaml to use "
@@ -61,12 +30,12 @@ def main(ctx: click.Context, config_path: Optional[str]) -> None:
 @click.pass_context
 def run(ctx: click.Context, worker_only: bool) -> None:
     """Run the daemon in the foreground (what systemd starts)."""
-    config = _config(ctx)
-    from facewatch.pool import start_analyser_server
+    config = config_of(ctx)
+    from facewatch.analysis.pool import start_analyser_server
     start_analyser_server()
-    _logging(config)
-    from facewatch.daemon import Daemon
-    with _database_errors(ctx, "; is the daemon already running?"):
+    setup_logs(config)
+    from facewatch.service.daemon import Daemon
+    with database_errors(ctx, "; is the daemon already running?"):
         code = Daemon(config, worker_only=worker_only).run()
     ctx.exit(code)
 
@@ -76,9 +45,9 @@ def run(ctx: click.Context, worker_only: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show the daemon, the queue and the index, whether or not the daemon runs."""
-    from facewatch.status import collect_status, format_status
-    config = _config(ctx)
-    with _database_errors(ctx):
+    from facewatch.results.status import collect_status, format_status
+    config = config_of(ctx)
+    with database_errors(ctx):
         state = collect_status(config, time.time())
     click.echo(json.dumps(state, indent=2) if as_json else format_status(state))
 
@@ -90,7 +59,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def scan(ctx: click.Context, paths: tuple, checkpoint_every: int) -> None:
     """Queue PATHS (default: watch.paths) and process until the queue is empty."""
-    config = _config(ctx)
+    config = config_of(ctx)
     roots = [os.path.abspath(p) for p in paths] or None
     for root in roots or []:
         if not os.path.isdir(root):
@@ -105,21 +74,21 @@ def scan(ctx: click.Context, paths: tuple, checkpoint_every: int) -> None:
 @click.pass_context
 def resume(ctx: click.Context, checkpoint_every: int) -> None:
     """Continue an interrupted scan from its checkpoint."""
-    config = _config(ctx)
+    config = config_of(ctx)
     _one_shot(ctx, config, lambda s, terminal: s.resume(config, checkpoint_every, terminal))
 
 
 def _one_shot(ctx: click.Context, config: Config, call) -> None:
-    from facewatch.pool import start_analyser_server
+    from facewatch.analysis.pool import start_analyser_server
     start_analyser_server()  # loads the models while we walk the folders (launch.py may have already)
-    from facewatch import scan as scan_module
-    from facewatch.logs import setup_logging
-    from facewatch.progress import Terminal
+    from facewatch.service import scan as scan_module
+    from facewatch.service.logs import setup_logging
+    from facewatch.service.progress import Terminal
     terminal = Terminal(sys.stderr) if sys.stderr.isatty() else None
     # on a terminal: the checkpoint lines above a progress bar; elsewhere the configured logs
     setup_logging(config.logging.format, config.logging.level, stream=terminal, one_shot=terminal is not None)
     try:
-        with _database_errors(ctx, "; stop the daemon first (systemctl stop facewatch)"):
+        with database_errors(ctx, "; stop the daemon first (systemctl stop facewatch)"):
             stats = call(scan_module, terminal).as_dict()
     except scan_module.NothingToResume as exc:
         click.echo(str(exc), err=True)
@@ -144,14 +113,14 @@ def _one_shot(ctx: click.Context, config: Config, call) -> None:
 def export(ctx: click.Context, fmt: str, output: Optional[str], statuses: tuple, min_faces: int,
            since: Optional[str]) -> None:
     """Write the results: one JSON object per file, or one CSV row per face."""
-    from facewatch.export import export_results, parse_since
+    from facewatch.results.export import export_results, parse_since
     from facewatch.store import ExportFilter
-    config = _config(ctx)
+    config = config_of(ctx)
     try:
         flt = ExportFilter(tuple(statuses), min_faces, parse_since(since) if since else None)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since")
-    with _database_errors(ctx):
+    with database_errors(ctx):
         count = export_results(config.database, fmt, output, flt)
     if output:
         click.echo(f"{count} {'files' if fmt == 'jsonl' else 'faces'} written to {output}", err=True)
@@ -163,8 +132,8 @@ def export(ctx: click.Context, fmt: str, output: Optional[str], statuses: tuple,
 def failed(ctx: click.Context, as_json: bool) -> None:
     """List failed files and why they failed."""
     from facewatch.store import ExportFilter, open_reader
-    config = _config(ctx)
-    with _database_errors(ctx):
+    config = config_of(ctx)
+    with database_errors(ctx):
         store = open_reader(config.database)
         rows = [] if store is None else [
             {"path": r.path, "error": r.error, "processed_at": r.processed_at}
@@ -186,8 +155,8 @@ def retry(ctx: click.Context, paths: tuple, retry_all: bool) -> None:
     from facewatch.store import open_store
     if not paths and not retry_all:
         raise click.UsageError("name the files to retry, or pass --all")
-    config = _config(ctx)
-    with _database_errors(ctx):
+    config = config_of(ctx)
+    with database_errors(ctx):
         store = open_store(config.database)
         queued = store.retry_failed(None if retry_all else [os.path.abspath(p) for p in paths], time.time())
         store.close()
@@ -202,8 +171,8 @@ def retry(ctx: click.Context, paths: tuple, retry_all: bool) -> None:
 def show(ctx: click.Context, path: str, as_json: bool, draw: Optional[str]) -> None:
     """One file: its status, size, faces and error."""
     from facewatch.store import open_reader
-    config = _config(ctx)
-    with _database_errors(ctx):
+    config = config_of(ctx)
+    with database_errors(ctx):
         store = open_reader(config.database)
         record = store.file_record(os.path.abspath(path)) if store else None
     if record is None:
@@ -220,7 +189,7 @@ def show(ctx: click.Context, path: str, as_json: bool, draw: Optional[str]) -> N
             x, y, w, h = face.bbox
             click.echo(f"    #{i}  score {face.score:.2f}  box x={x} y={y} w={w} h={h}")
     if draw:
-        from facewatch.draw import draw_faces
+        from facewatch.results.draw import draw_faces
         try:
             width, height = draw_faces(record, draw)
         except ValueError as exc:
@@ -229,24 +198,14 @@ def show(ctx: click.Context, path: str, as_json: bool, draw: Optional[str]) -> N
         click.echo(f"drew {len(record.faces)} faces on {draw} ({width}x{height})", err=True)
 
 
-def _existing(ctx: click.Context, config: Config):
-    """A read-only store of the configured database; exit 1 when there is none yet."""
-    from facewatch.store import open_reader
-    store = open_reader(config.database)
-    if store is None:
-        click.echo(f"facewatch: there is no database at {config.database} yet", err=True)
-        ctx.exit(1)
-    return store
-
-
 @main.command()
 @click.option("--full", is_flag=True, help="Check every page (slower) instead of SQLite's quick check.")
 @click.pass_context
 def check(ctx: click.Context, full: bool) -> None:
     """Check the database, its schema and the index; safe while the daemon runs."""
-    config = _config(ctx)
-    with _database_errors(ctx):
-        store = _existing(ctx, config)
+    config = config_of(ctx)
+    with database_errors(ctx):
+        store = existing_store(ctx, config)
         try:
             problems = store.check(full=full)
             stats = store.stats().as_dict()
@@ -268,15 +227,15 @@ def check(ctx: click.Context, full: bool) -> None:
 def backup(ctx: click.Context, out: str) -> None:
     """Write a consistent copy of the live index to OUT (atomically), while the daemon runs."""
     from facewatch.store import is_url
-    config = _config(ctx)
+    config = config_of(ctx)
     if is_url(config.database):
         click.echo("facewatch: back up a PostgreSQL index with pg_dump (see the README)", err=True)
         ctx.exit(1)
     if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         click.echo(f"facewatch: {os.path.dirname(os.path.abspath(out))}: no such folder", err=True)
         ctx.exit(1)
-    with _database_errors(ctx):
-        store = _existing(ctx, config)
+    with database_errors(ctx):
+        store = existing_store(ctx, config)
         try:
             started = time.monotonic()
             stats = store.backup(out).as_dict()
@@ -292,11 +251,11 @@ def backup(ctx: click.Context, out: str) -> None:
 def gallery(ctx: click.Context, out_dir: str) -> None:
     """Write a static site of the index to OUT_DIR (open OUT_DIR/index.html in a browser); a second
     run only makes the thumbnails of files that changed."""
-    from facewatch.gallery import build_gallery
-    from facewatch.status import collect_status
-    config = _config(ctx)
-    with _database_errors(ctx):
-        store = _existing(ctx, config)
+    from facewatch.results.gallery import build_gallery
+    from facewatch.results.status import collect_status
+    config = config_of(ctx)
+    with database_errors(ctx):
+        store = existing_store(ctx, config)
         try:
             os.makedirs(out_dir, exist_ok=True)
         except OSError as exc:
@@ -326,14 +285,13 @@ def db() -> None:
 def db_copy(ctx: click.Context, target: str) -> None:
     """Copy the whole index (files, faces, people, checkpoints) into another database, SQLite or
     PostgreSQL either way; refused while a daemon or a scan holds either."""
-    from facewatch.copy import copy_index
-    from facewatch.store import StoreError, is_url, open_store
-    from facewatch.store.postgres import masked
-    config = _config(ctx)
+    from facewatch.store.copy import copy_index
+    from facewatch.store import StoreError, is_url, masked, open_store
+    config = config_of(ctx)
     if not is_url(target):
         target = os.path.abspath(target)
-    with _database_errors(ctx, "; stop the daemon first (systemctl stop facewatch)"):
-        source = _existing(ctx, config)
+    with database_errors(ctx, "; stop the daemon first (systemctl stop facewatch)"):
+        source = existing_store(ctx, config)
         source.close()
         source = open_store(config.database)
         started = time.monotonic()
@@ -358,7 +316,7 @@ def db_copy(ctx: click.Context, target: str) -> None:
               help="The config the service reads.")
 def install_unit(output: str, config_file: str) -> None:
     """Write the systemd unit, with ExecStart pointing at this installation of facewatch."""
-    from facewatch.unit import render_unit, unit_warnings
+    from facewatch.service.unit import render_unit, unit_warnings
     executable = os.path.join(sys.prefix, "bin", "facewatch")
     database, listen = "", ""
     if os.path.exists(config_file):
@@ -377,8 +335,6 @@ def install_unit(output: str, config_file: str) -> None:
         f.write(text)
     click.echo(f"wrote {output}; now: systemctl daemon-reload && systemctl enable --now facewatch", err=True)
 
-
-from facewatch.cli_people import find, people  # noqa: E402  (they use the helpers above)
 
 main.add_command(people)
 main.add_command(find)

@@ -21,9 +21,9 @@ def command(argv: list) -> str:
 
 def main() -> None:
     if command(sys.argv[1:]) in ANALYSING:
-        from facewatch.pool import start_analyser_server
+        from facewatch.analysis.pool import start_analyser_server
         start_analyser_server()
-    from facewatch.cli import main as cli
+    from facewatch.cli.main import main as cli
     cli()
 
 

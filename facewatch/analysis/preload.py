@@ -3,7 +3,7 @@ import atexit
 import os
 import sys
 
-from facewatch.analyse import without_matplotlib
+from facewatch.analysis.analyse import without_matplotlib
 
 without_matplotlib()  # first: matplotlib is the slow half of `import mediapipe`
 # MediaPipe's audio tasks import sounddevice, which looks for PortAudio by running ldconfig, gcc

@@ -20,11 +20,11 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from facewatch.config import Config
-from facewatch.handlers import NoteTaker
-from facewatch.files import inside, is_image_name, stat_file, walk
+from facewatch.intake.handlers import NoteTaker
+from facewatch.intake.files import inside, is_image_name, stat_file, walk
 from facewatch.store import TRANSIENT, FileStat, Store, StoreError, StoreUnusable
 
-log = structlog.get_logger("facewatch.watcher")
+log = structlog.get_logger("facewatch.intake.watcher")
 
 FLUSH_INTERVAL_S = 0.02  # in a burst of events, the flusher applies them at most this often
 WAKE = None  # put on the notes queue to wake the flusher (to stop)

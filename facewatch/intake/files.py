@@ -12,7 +12,7 @@ import structlog
 from facewatch.config import WatchConfig
 from facewatch.store import FileStat
 
-log = structlog.get_logger("facewatch.files")
+log = structlog.get_logger("facewatch.intake.files")
 
 
 def is_image_name(path: str, extensions: tuple) -> bool:

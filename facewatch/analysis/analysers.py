@@ -7,11 +7,11 @@ from typing import Optional
 
 import structlog
 
-from facewatch import pool
+from facewatch.analysis import pool
 from facewatch.config import Config
 from facewatch.store import Claim
 
-log = structlog.get_logger("facewatch.analysers")
+log = structlog.get_logger("facewatch.analysis.analysers")
 
 
 def pool_processes(executor: ProcessPoolExecutor) -> list:

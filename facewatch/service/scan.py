@@ -10,13 +10,13 @@ import structlog
 
 from facewatch.checkpoint import CheckpointTracker, DatabaseCheckpointManager
 from facewatch.config import Config
-from facewatch.progress import ProgressBar, Terminal
-from facewatch.reconcile import reconcile
-from facewatch.signals import Signals
+from facewatch.service.progress import ProgressBar, Terminal
+from facewatch.intake.reconcile import reconcile
+from facewatch.service.signals import Signals
 from facewatch.store import Stats, StoreUnusable, open_store
-from facewatch.worker import Batch, Worker
+from facewatch.service.worker import Batch, Worker
 
-log = structlog.get_logger("facewatch.scan")
+log = structlog.get_logger("facewatch.service.scan")
 
 NO_CHECKPOINT = "No checkpoint found. Run `facewatch scan` first."
 RESUMABLE = ("in_progress", "error")

@@ -6,9 +6,9 @@ from typing import Optional, Protocol
 import cv2
 import numpy as np
 
-from facewatch.blazeface import FullRangeWithHints
+from facewatch.analysis.blazeface import FullRangeWithHints
 from facewatch.store import Face
-from facewatch.tiles import FACE_IN_TILE, cut_by_edge, grid, merge, same_face
+from facewatch.analysis.tiles import FACE_IN_TILE, cut_by_edge, grid, merge, same_face
 
 MODELS = {"short_range": 0, "full_range": 1}
 INPUT_SIDE = {"short_range": 128, "full_range": 192}  # the square each model looks at
