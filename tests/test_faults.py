@@ -210,43 +210,47 @@ def test_a_full_disk_pauses_the_daemon_and_it_carries_on_when_space_returns(tmp_
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time used so far by a process and every process below it."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
+def _wakeups(pid: int) -> int:
+    """How many times the threads of a process have been switched to so far (voluntary and not):
+    each wake-up of each thread counts once, however fast or slow the machine."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            todo += [int(c) for t in os.listdir(f"/proc/{p}/task")
-                     for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
-        except (OSError, IndexError):
-            pass
+            lines = Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        total += sum(int(line.split()[1]) for line in lines
+                     if line.split(":")[0] in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
     return total
 
 
 @pytest.mark.slow
-def test_a_database_locked_by_another_process_for_30_s_is_waited_for_without_spinning(tmp_path, photo_dir, daemon):
+def test_a_database_locked_by_another_process_is_waited_for_asleep(tmp_path, photo_dir, daemon):
+    """While another process holds the database, the daemon sleeps on the lock: after SQLite's own
+    second of waiting, its threads wake a few times in ten seconds (measured: 1; the pulse beats
+    every 15 s meanwhile), not the hundreds of a loop that keeps looking; then the work goes through.
+    (What the wait costs in CPU on this machine: bench/idle.py.)"""
     config = write_config(tmp_path)
     d = daemon(config)
+    wait_until(lambda: "reconcile_finished" in d.log_path.read_text(), timeout=60, message="the first reconcile")
 
-    def at_rest() -> bool:  # start-up done (reconcile, the analysers' models): a second of almost no CPU
-        before = _cpu_seconds(d.proc.pid)
-        time.sleep(1.0)
-        return _cpu_seconds(d.proc.pid) - before < 0.02
+    def at_rest() -> bool:  # start-up done (the analysers' models, the first jobs): two quiet seconds
+        before = _wakeups(d.proc.pid)
+        time.sleep(2.0)
+        return _wakeups(d.proc.pid) - before <= 10
     wait_until(at_rest, timeout=60, interval=0, message="the daemon at rest after its start")
     other = sqlite3.connect(str(tmp_path / "state" / "facewatch.db"), isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     for i in range(5):
         save_jpeg(tmp_path / "photos" / f"p{i}.jpg",
                   np.roll(np.asarray(Image.open(photo_dir / "astronaut.jpg")), i, 1))
-    cpu_before, started = _cpu_seconds(d.proc.pid), time.monotonic()
-    time.sleep(30)
-    cpu = _cpu_seconds(d.proc.pid) - cpu_before
-    seconds = time.monotonic() - started
+    time.sleep(3)  # the photos are noted, and the writer has given up SQLite's own busy wait (1 s)
+    before = _wakeups(d.proc.pid)
+    time.sleep(10)
+    woke = _wakeups(d.proc.pid) - before
     other.execute("COMMIT")
     other.close()
-    assert cpu / seconds <= 0.02, f"the waiting daemon used {100 * cpu / seconds:.1f}% of a core"
+    assert woke <= 20, f"the daemon's threads woke {woke} times in 10 s while another process held the database"
     wait_until(lambda: status(config)["files"]["done"] == 5, timeout=60, message="work after the lock")
     assert d.proc.poll() is None
     assert d.stop() == 0
@@ -261,7 +265,8 @@ def test_a_database_locked_by_another_process_for_30_s_is_waited_for_without_spi
 def test_the_watchdog_is_pinged_while_another_process_holds_the_database(tmp_path, photo_dir, daemon, monkeypatch):
     """Under systemd (a notify socket, WatchdogSec=10s: a ping every 5 s), a database held by
     another process for 20 s: the pings go on, and the status line says what the daemon waits for.
-    (A pulse that waited for its heartbeat's write would fall silent, and systemd would kill it.)"""
+    (A pulse that waited for its heartbeat's write would fall silent, and systemd would kill it.)
+    The pings are counted, not timed: the pulse sleeps between beats on any machine."""
     import socket
     import threading
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -297,39 +302,36 @@ def test_the_watchdog_is_pinged_while_another_process_holds_the_database(tmp_pat
         listener.join()
         sock.close()
     pings = [at for at, m in messages if "WATCHDOG=1" in m.split("\n")]
-    during = [held_at] + [at for at in pings if held_at < at < released_at] + [released_at]
-    gaps = [b - a for a, b in zip(during, during[1:])]
-    assert max(gaps) <= 5 + 1.5, f"no watchdog ping for {max(gaps):.1f} s while the database was held"
+    during = [at for at in pings if held_at < at < released_at]
+    # a ping every 5 s is four in the 20 s; a pulse waiting for its heartbeat's write sent one at most
+    assert len(during) >= 3, f"{len(during)} watchdog pings in the 20 s the database was held"
     assert any("waiting for the database" in m for at, m in messages if held_at < at < released_at), messages
 
 
-def _watches_in_use() -> int:
-    count = 0
-    for fdinfo in Path("/proc").glob("[0-9]*/fdinfo/*"):
-        try:
-            count += fdinfo.read_text().count("inotify wd:")
-        except OSError:
-            pass
-    return count
+# A user namespace of its own with an inotify watch limit of its own (the kernel counts watches per
+# user namespace, user.max_inotify_watches): the daemon meets the limit, the rest of the machine
+# (other tests running beside this one) does not.
+LOW_WATCH_LIMIT = ["unshare", "--user", "--map-root-user", "sh", "-c",
+                   'echo 5 > /proc/sys/user/max_inotify_watches && exec "$0" "$@"']
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="lowering fs.inotify.max_user_watches needs root")
+def _own_watch_limit_possible() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        [*LOW_WATCH_LIMIT, "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _own_watch_limit_possible(),
+                    reason="needs a user namespace (unshare --user) to give the daemon an inotify limit of its own")
 def test_the_inotify_watch_limit_falls_back_to_polling(tmp_path, photo_dir, daemon):
     config = write_config(tmp_path, processing={"settle_s": 0.3})
     photos = tmp_path / "photos"
     for i in range(20):
         (photos / f"sub{i}").mkdir()
-    limit = Path("/proc/sys/fs/inotify/max_user_watches")
-    saved = limit.read_text()
-    limit.write_text(str(_watches_in_use() + 5))  # far fewer than the 21 folders need
-    try:
-        d = daemon(config)
-        wait_until(lambda: "inotify_limit_reached" in d.log_path.read_text(), timeout=20,
-                   message="the limit to be noticed")
-        shutil.copy(photo_dir / "astronaut.jpg", photos / "sub17" / "deep.jpg")  # in an unwatched folder
-        wait_until(lambda: status(config)["files"]["done"] == 1, timeout=40, message="the polled photo")
-    finally:
-        limit.write_text(saved)
+    d = daemon(config, prefix=LOW_WATCH_LIMIT)  # 5 watches: far fewer than the 21 folders need
+    wait_until(lambda: "inotify_limit_reached" in d.log_path.read_text(), timeout=60,
+               message="the limit to be noticed")
+    shutil.copy(photo_dir / "astronaut.jpg", photos / "sub17" / "deep.jpg")  # in an unwatched folder
+    wait_until(lambda: status(config)["files"]["done"] == 1, timeout=60, message="the polled photo")
     text = d.log_path.read_text()
     assert text.count("inotify_limit_reached") == 1
     assert "fs.inotify.max_user_watches" in text

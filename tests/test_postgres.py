@@ -6,13 +6,12 @@ has a host name of its own, with the same photo folder at the same path, on the 
 import os
 import random
 import shutil
-import time
 
 import psycopg
 import pytest
 
-from conftest import (COMMANDS, DaemonProcess, assert_refused, export, facewatch, make_variants, status, wait_until,
-                      write_config)
+from conftest import (COMMANDS, KILL_MOMENTS, DaemonProcess, assert_refused, export, facewatch, kill_at, make_variants,
+                      status, wait_until, write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +48,9 @@ def test_kill_9_on_postgresql_loses_and_duplicates_nothing(tmp_path, daemon, pho
     paths = make_variants(photo_dir, tmp_path / "photos", 300, side=1600, seed=4)
     rng = random.Random(9)
     kills = 0
-    while kills < 6:
-        d = daemon(config, wait_ready=False)
-        time.sleep(rng.uniform(0.3, 1.5))
-        d.kill()
+    claimed = lambda: query(postgres_url, "SELECT count(*) FROM pending WHERE claimed_by IS NOT NULL")[0][0]  # noqa: E731
+    for moment in [*KILL_MOMENTS, *rng.choices(KILL_MOMENTS, k=2)]:
+        kill_at(daemon(config, wait_ready=False), moment, claimed)
         kills += 1
     done = query(postgres_url, "SELECT count(*) FROM files WHERE status = 'done'")[0][0]
     assert done < len(paths), "the work finished before the kills were done: use more photos"

@@ -4,7 +4,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -165,12 +164,12 @@ def test_writes_wait_for_another_process_and_go_through_when_it_commits(store, m
         monkeypatch.setattr(WriterWatch, "wait", lambda self, timeout: None)  # no OFD locks here
     looks = _count_looks(monkeypatch)
     holder = _hold_write_lock(store.database, hold_s)
-    started, done, errors = time.monotonic(), [], []
+    done, errors = [], []
 
     def write(i: int) -> None:
         try:
             store.enqueue([FileStat(f"/p/{i}.jpg", 100, 1)], now=1)
-            done.append(time.monotonic() - started)
+            done.append(i)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
     threads = [threading.Thread(target=write, args=(i,)) for i in range(3)]
@@ -180,13 +179,10 @@ def test_writes_wait_for_another_process_and_go_through_when_it_commits(store, m
         t.join(timeout=40)
     holder.wait()
     assert not errors and len(done) == 3
-    assert hold_s - 0.2 <= min(done), done  # after the commit
-    if how == "asleep-on-the-lock":
-        assert max(done) < hold_s + 0.5, done  # woken by the commit itself
+    if how == "asleep-on-the-lock":  # woken by the commit itself: no look in between
         assert len(looks) == 2 + 2, looks  # the first writer: before and after; the others: once each
-    elif how == "after-growing-pauses":
-        assert max(done) < hold_s + backend.WRITE_RETRY_MAX_S + 0.5, done
-        assert len(looks) > 4, looks
+    elif how == "after-growing-pauses":  # a few looks, pauses between: a spin would make hundreds
+        assert 4 < len(looks) <= 15, looks
     assert not store.held_elsewhere()
     assert {r.path for r in store.iter_files()} == {"/p/0.jpg", "/p/1.jpg", "/p/2.jpg"}
 
@@ -211,10 +207,9 @@ def test_a_write_gives_up_after_the_busy_timeout_with_the_stores_own_error(store
     import facewatch.store.sqlite as backend
     monkeypatch.setattr(backend, "BUSY_TIMEOUT_MS", 1000)
     holder = _hold_write_lock(store.database, 4)
-    started = time.monotonic()
     with pytest.raises(StoreBusy, match="locked"):
         store.enqueue([FileStat("/p/a.jpg", 100, 1)], now=1)
-    assert time.monotonic() - started < 2.5
+    assert holder.poll() is None, "the write waited for the other process instead of giving up after the timeout"
     holder.wait()
     store.enqueue([FileStat("/p/a.jpg", 100, 1)], now=1)  # and the connection is usable afterwards
     assert [r.path for r in store.iter_files()] == ["/p/a.jpg"]
