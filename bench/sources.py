@@ -7,10 +7,12 @@ cannot be done (no network), nothing is returned and callers say so.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -22,8 +24,22 @@ LABELLED = ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "
             "biden.jpg"]
 
 
+@contextmanager
+def _cache_lock():
+    """One fetcher at a time (tests running in parallel share the cache)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def labelled_dir() -> Path | None:
     """The folder of face_recognition's test photos, fetched if need be; None when it cannot be."""
+    with _cache_lock():
+        return _labelled_dir()
+
+
+def _labelled_dir() -> Path | None:
     folder = CACHE / "face_recognition-1.3.0"
     if all((folder / name).exists() for name in LABELLED):
         return folder
@@ -63,6 +79,11 @@ GROUP_PHOTOS = [
 
 
 def _fetch(requirement: str, options: list) -> Path | None:
+    with _cache_lock():
+        return _fetch_unlocked(requirement, options)
+
+
+def _fetch_unlocked(requirement: str, options: list) -> Path | None:
     folder = CACHE / "packages"
     name = requirement.split("==")[0].replace("-", "_")
     found = [p for p in folder.glob("*") if p.name.lower().replace("-", "_").startswith(name.lower())] \

