@@ -31,8 +31,8 @@ CONFIG = "/etc/facewatch/config.yaml"
 def _why_not() -> str:
     if os.geteuid() != 0:
         return "needs root to boot a container with systemd-nspawn (CI runs as root)"
-    if not shutil.which("systemd-nspawn") and not shutil.which("apt-get"):
-        return "systemd-nspawn is not installed and apt-get is not available to install it"
+    if not shutil.which("systemd-nspawn"):
+        return "systemd-nspawn is not installed (apt install systemd-container)"
     if not os.path.exists(SYSTEM_PYTHON):
         return f"no system Python at {SYSTEM_PYTHON} for the service's virtualenv"
     version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2] < (3, 13))"],
