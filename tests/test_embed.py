@@ -1,0 +1,151 @@
+"""The embedder: dlib's ResNet read from its own model file and run by onnxruntime gives dlib's own
+descriptors, on real faces; a model file of another shape is refused."""
+import numpy as np
+import pytest
+
+from facewatch.analysis.resnet import ARCHITECTURE, ModelError, ResNet, _Reader, read_layers, to_onnx
+
+
+@pytest.fixture(scope="module")
+def dlib_models():
+    import dlib
+    import face_recognition_models as weights
+    return (dlib.shape_predictor(weights.pose_predictor_five_point_model_location()),
+            dlib.face_recognition_model_v1(weights.face_recognition_model_location()),
+            weights.face_recognition_model_location())
+
+
+def real_faces(photo_dir, reference_detector):
+    """(RGB picture, box) of every face MediaPipe finds in the session's real photos and, when they
+    can be fetched from PyPI, face_recognition's labelled photos."""
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from sources import labelled_photos
+    pictures = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(photo_dir.glob("*.jpg"))]
+    pictures += [rgb for _, rgb in labelled_photos()]
+    found = []
+    for rgb in pictures:
+        rgb = np.ascontiguousarray(rgb)
+        for face in reference_detector.detect(rgb, rgb.shape[1], rgb.shape[0]):
+            found.append((rgb, face.bbox))
+    return found
+
+
+def test_the_onnx_network_gives_dlibs_own_descriptors_on_real_faces(dlib_models, photo_dir, reference_detector):
+    import dlib
+    predictor, encoder, model_file = dlib_models
+    network = ResNet(model_file)
+    faces = real_faces(photo_dir, reference_detector)
+    assert len(faces) >= 8
+    chips, theirs = [], []
+    for rgb, (x, y, w, h) in faces:
+        shape = predictor(rgb, dlib.rectangle(x, y, x + w, y + h))
+        chip = np.asarray(dlib.get_face_chip(rgb, shape, 150, 0.25))
+        chips.append(chip)
+        theirs.append(np.asarray(encoder.compute_face_descriptor(chip)))
+        # dlib's descriptor of the picture and the shape is that of the chip it cuts
+        assert np.abs(np.asarray(encoder.compute_face_descriptor(rgb, shape)) - theirs[-1]).max() < 1e-6
+    ours = network.descriptors(np.stack(chips))  # one batch
+    one_by_one = np.concatenate([network.descriptors(c[None]) for c in chips])
+    difference = np.abs(ours - np.stack(theirs)).max()
+    assert difference <= 1e-4, f"the descriptors differ from dlib's by up to {difference}"
+    assert np.abs(ours - one_by_one).max() <= 1e-5, "a batch gives other descriptors than one face at a time"
+    assert np.abs(np.linalg.norm(ours, axis=1) - np.linalg.norm(np.stack(theirs), axis=1)).max() < 1e-4
+
+
+def test_the_model_file_is_read_layer_by_layer(dlib_models):
+    layers = read_layers(open(dlib_models[2], "rb").read())
+    assert [layer.kind for layer in layers] == ARCHITECTURE
+    assert layers[0].params["rows"] == layers[0].params["columns"] == 150
+    assert np.allclose(layers[0].params["mean"], (122.782, 117.001, 104.298), atol=1e-3)  # dlib's RGB means
+    convolutions = [layer for layer in layers if layer.kind == "con"]
+    assert len(convolutions) == 29 and convolutions[0].params["weights"].shape == (32, 3, 7, 7)
+    assert layers[-1].params["weights"].shape == (256, 128)
+
+
+def test_a_model_file_of_another_shape_is_refused(dlib_models):
+    layers = read_layers(open(dlib_models[2], "rb").read())
+    with pytest.raises(ModelError):
+        to_onnx(layers[:-1])  # no 128-D layer
+    with pytest.raises(ModelError):
+        to_onnx([layers[0]] + layers[2:])  # the first convolution missing
+
+
+def test_dlibs_integers_as_its_serialisation_writes_them():
+    assert _Reader(b"\x01\x02", 0).integer() == 2
+    assert _Reader(b"\x81\x05", 0).integer() == -5
+    assert _Reader(b"\x02\x00\x01", 0).integer() == 256
+    assert _Reader(b"\x01\x00", 0).integer() == 0
+    assert _Reader(b"\x01\x03abc", 0).string() == "abc"
+    reader = _Reader(b"\x01\x03\x81\x01", 0)
+    assert reader.real() == 1.5  # 3 * 2^-1
+
+
+def test_faces_are_embedded_from_the_detectors_decode_when_it_shows_them_well_enough(tmp_path, reference_detector):
+    """A 12 MP photo decoded at 1/8 for detection: its large face is embedded from that decode
+    (no second one), its smaller face from one finer decode; both as the embedder gives them from
+    those pictures, and a face under MIN_FACE is said to be too small."""
+    import cv2
+    from skimage import data
+
+    from facewatch.analysis import embed
+    from facewatch.analysis.decode import decode
+    canvas = np.full((3000, 4000, 3), 110, np.uint8)
+    face = data.astronaut()[30:230, 130:330]  # her face fills about 60% of this
+    canvas[200:1800, 200:1800] = cv2.resize(face, (1600, 1600), interpolation=cv2.INTER_CUBIC)
+    canvas[1200:1900, 2800:3500] = cv2.resize(face, (700, 700), interpolation=cv2.INTER_CUBIC)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    data_ = encoded.tobytes()
+    full = decode(data_, 10**9, min_side=100_000)
+    boxes = sorted((f.bbox for f in reference_detector.detect(full.rgb, 4000, 3000)), key=lambda b: -b[2])
+    assert len(boxes) == 2, boxes
+    picture = decode(data_, 10**9)
+    assert picture.scale == 8
+    large, small = boxes
+    assert embed.shows(picture, large) and not embed.shows(picture, small)
+    outcomes = embed.embed_faces(data_, picture, [large, small, (10, 10, 12, 12)], 10**9)
+    (large_blob, _), (small_blob, _), (none, why) = outcomes
+    assert none is None and "too small to recognise" in why
+    expected_large = embed.embedder().embed(picture, [large])[0][0]
+    finer = embed.decode_for(data_, 10**9, [small])
+    assert finer.scale == embed.reduction_for([small]) < picture.scale
+    expected_small = embed.embedder().embed(finer, [small])[0][0]
+    assert large_blob == expected_large and small_blob == expected_small
+    # the two faces are one person's: the descriptors are close, as dlib's are
+    vectors = [np.frombuffer(b, "<f4") for b in (large_blob, small_blob)]
+    assert np.linalg.norm(vectors[0] - vectors[1]) < 0.5
+
+
+def test_analysis_with_people_embeds_each_face_it_finds(tmp_path, photo_dir, reference_detector):
+    from facewatch.analysis.analyse import analyse_file
+    from facewatch.store import Claim
+    path = photo_dir / "two_astronauts.jpg"
+    claim = Claim(1, str(path), None, 0)
+    without = analyse_file(claim, reference_detector, lambda h, i: None, 10**9)
+    with_people = analyse_file(claim, reference_detector, lambda h, i: None, 10**9, people=True)
+    assert without.embeddings == () and len(with_people.faces) == 2
+    assert len(with_people.embeddings) == 2 and all(blob and not error for blob, error in with_people.embeddings)
+    a, b = (np.frombuffer(blob, "<f4") for blob, _ in with_people.embeddings)
+    assert np.linalg.norm(a - b) < 0.4  # the same face, mirrored
+
+
+def test_the_converted_graph_is_cached_and_a_damaged_cache_is_converted_again(tmp_path, monkeypatch, dlib_models):
+    from facewatch.analysis import resnet
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model_file = dlib_models[2]
+    chip = np.random.default_rng(0).integers(0, 255, (1, 150, 150, 3), dtype=np.uint8)
+    expected = ResNet(model_file).descriptors(chip)
+    (cached,) = (tmp_path / "facewatch").glob("*.onnx")
+    converted = []
+    monkeypatch.setattr(resnet, "to_onnx", lambda layers, real=resnet.to_onnx: converted.append(1) or real(layers))
+    assert np.array_equal(ResNet(model_file).descriptors(chip), expected) and converted == []  # read from the cache
+    cached.write_bytes(cached.read_bytes()[:1000])  # cut short
+    assert np.array_equal(ResNet(model_file).descriptors(chip), expected) and converted == [1]
+    assert cached.stat().st_size > 20_000_000  # written whole again
+    monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path / "service"))  # systemd's CacheDirectory= wins
+    ResNet(model_file)
+    assert list((tmp_path / "service").glob("*.onnx"))
