@@ -124,3 +124,80 @@ def test_the_index_sees_users_changes_and_faces_gone(tmp_path):
     store.merge_persons(b, a)
     index.refresh()  # the version moved: reloaded
     assert set(index.persons[:index.count].tolist()) == {a}
+
+
+def test_a_batch_placed_at_once_gives_the_people_of_one_face_at_a_time(tmp_path):
+    """The stage measures a batch of new faces against the index in one matrix product per block
+    (BLOCK rows); placing them one at a time gives the same people, faces of two-face photos,
+    lone faces and strangers included, with an index larger than one block."""
+    import facewatch.people.stage as stage
+    partitions = []
+    for run, how in enumerate(("batch", "one at a time")):
+        store = open_store(str(tmp_path / f"db{run}"))
+        rng = np.random.default_rng(6)
+        jobs = photos(store, [1, 2] * 45)  # 135 faces: 5 people, and a stranger every ninth face
+        vectors = {}
+        for job in jobs:
+            for i, (face_id, _) in enumerate(job.faces):
+                who = (job.file_id + 2 * i) % 5 if face_id % 9 else 100 + face_id
+                vectors[face_id] = point(who, 0.25, rng)
+        first, rest = jobs[:20], jobs[20:]
+        embed_all(store, first, lambda job, i: vectors[job.faces[i][0]])
+        old_block, old_close_rows = stage.BLOCK, PeopleIndex.close_rows
+        stage.BLOCK = 7  # several blocks of the index, even this small
+        if how == "one at a time":  # each face measured against the whole index by itself, as before batches
+            PeopleIndex.close_rows = lambda self, embeddings, limit, upto: [None] * len(embeddings)
+        try:
+            for part in ([rest] if how == "batch" else [[job] for job in rest]):
+                embed_all(store, part, lambda job, i: vectors[job.faces[i][0]])
+        finally:
+            stage.BLOCK, PeopleIndex.close_rows = old_block, old_close_rows
+        placed = people(store)
+        groups = {}
+        for face_id, person in placed.items():
+            groups.setdefault(person, set()).add(face_id)
+        partitions.append(sorted(sorted(g) for p, g in groups.items() if p is not None) +
+                          [sorted(g) for p, g in groups.items() if p is None])
+    assert partitions[0] == partitions[1]
+    assert len(partitions[0]) >= 5
+
+
+def test_find_like_reads_a_vector_file_kept_up_to_date_and_checked_against_the_store(tmp_path):
+    """The file beside the index holds every embedded face's vector: faces embedded since are
+    added before a search, faces gone since are not shown, a damaged file is rebuilt."""
+    from facewatch.people.like import like
+    from facewatch.people.vectors import HEADER, RECORD, VectorFile, vector_file_path
+    store = open_store(str(tmp_path / "db"))
+    rng = np.random.default_rng(7)
+    jobs = photos(store, [1] * 6)
+    embed_all(store, jobs, lambda job, i: point(job.file_id % 2, 0.2, rng))  # two people, three photos each
+    path = vector_file_path(store.database)
+    assert path == tmp_path / "db.vectors"
+    query = point(1, 0.1, rng)
+    first = like(store, [query], 10)
+    assert path.exists() and len(first) == 3
+    assert len(VectorFile(path).update(store).ids) == 6
+    # three more photos of that person, embedded after the file was written: found too
+    store.enqueue([FileStat(f"/q/{i}.jpg", 1, 1, 1) for i in range(3)], 3)
+    claims = store.claim("w", 3, 3, 60)
+    store.save("w", [Result(c.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=9, height=9,
+                            content_hash=c.path, faces=(FACE,)) for c in claims], 3)
+    embed_all(store, store.claim_faces("w", 10, 3, 60), lambda job, i: point(1, 0.2, rng))
+    assert len(like(store, [query], 10)) == 6
+    assert len(VectorFile(path).update(store).ids) == 9
+    # one of them analysed again, its face now someone else's: no longer like the query
+    store.enqueue([FileStat("/q/0.jpg", 2, 2, 1)], 4)
+    (c,) = store.claim("w", 1, 4, 60)
+    store.save("w", [Result(c.file_id, "done", size=2, mtime_ns=2, ctime_ns=1, width=9, height=9,
+                            content_hash="other", faces=(FACE,))], 4)
+    embed_all(store, store.claim_faces("w", 10, 4, 60), lambda job, i: point(9, 0.2, rng))
+    found = {m.path for m in like(store, [query], 10)}
+    assert "/q/0.jpg" not in found and len(found) == 5
+    # a damaged file (cut in the middle of a record) is rebuilt from the store
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])
+    rebuilt = VectorFile(path).update(store)
+    assert rebuilt.rebuilt and {m.path for m in like(store, [query], 10)} == found
+    # the file had the 10 faces ever embedded; rebuilt, the 9 there now
+    assert len(data) == HEADER + 10 * RECORD.itemsize
+    assert len(rebuilt.ids) == 9 and path.stat().st_size == HEADER + 9 * RECORD.itemsize

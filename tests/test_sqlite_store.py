@@ -4,6 +4,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -213,3 +214,42 @@ def test_a_write_gives_up_after_the_busy_timeout_with_the_stores_own_error(store
     holder.wait()
     store.enqueue([FileStat("/p/a.jpg", 100, 1)], now=1)  # and the connection is usable afterwards
     assert [r.path for r in store.iter_files()] == ["/p/a.jpg"]
+
+
+def test_an_index_of_the_previous_schema_keeps_every_face_and_embedding_and_never_reuses_a_face_id(
+        tmp_path, monkeypatch):
+    """Migration 0006 rebuilds `faces` so a face id is never given again: an index made before it
+    keeps every face, id, embedding and person; then the newest photo's faces, replaced by a new
+    analysis, leave their ids unused (they used to go to the next faces)."""
+    import facewatch.store.sqlite as backend
+    database = str(tmp_path / "old.db")
+    monkeypatch.setattr(backend, "MIGRATIONS", MIGRATIONS[:-1])  # the schema before 0006
+    old = open_store(database)
+    old.enqueue([FileStat("/p/a.jpg", 1, 1), FileStat("/p/b.jpg", 1, 1)], now=1)
+    claims = old.claim("w", 2, now=1, lease_s=60)
+    old.save("w", [Result(c.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=9, height=9, content_hash=c.path,
+                          faces=(FACE, replace(FACE, bbox=(50, 20, 30, 40))))
+                   for c in claims[:1]] + [Result(claims[1].file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=9,
+                                                   height=9, content_hash="b", faces=(FACE,))], now=1)
+    old.conn.execute("INSERT INTO persons (person_id, name) VALUES (7, 'Ada')")
+    old.conn.execute("UPDATE faces SET embedding = randomblob(512), embed_state = 'done', person_id = 7")
+    before = old.conn.execute("SELECT face_id, file_id, embedding, person_id FROM faces ORDER BY face_id").fetchall()
+    old.close()
+    monkeypatch.setattr(backend, "MIGRATIONS", MIGRATIONS)
+    store = open_store(database)
+    try:
+        assert store.migrations()[-1] == "0006_face_ids_never_reused"
+        after = store.conn.execute("SELECT face_id, file_id, embedding, person_id FROM faces ORDER BY face_id").fetchall()
+        assert after == before and len(after) >= 2
+        assert "AUTOINCREMENT" in store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'faces'").fetchone()[0]
+        newest = max(face_id for face_id, *_ in after)
+        # the newest photo is analysed again: its face is deleted, and a new one comes in
+        store.enqueue([FileStat("/p/b.jpg", 2, 2)], now=2)
+        (c,) = store.claim("w", 1, now=2, lease_s=60)
+        store.save("w", [Result(c.file_id, "done", size=2, mtime_ns=2, ctime_ns=1, width=9, height=9,
+                                content_hash="b2", faces=(FACE,))], now=2)
+        ids = [r[0] for r in store.conn.execute("SELECT face_id FROM faces ORDER BY face_id")]
+        assert newest not in ids and max(ids) > newest, ids
+        assert store.check() == []
+    finally:
+        store.close()

@@ -19,7 +19,7 @@ import numpy as np
 import xxhash
 
 from facewatch.analysis import embed
-from facewatch.analysis.decode import MIN_LONG_SIDE, DecodeError, decode
+from facewatch.analysis.decode import MIN_LONG_SIDE, DecodeError, decode, decode_with_detail
 from facewatch.analysis.detect import Detector
 from facewatch.store import Claim, Embedded, FaceJob, Result
 from facewatch.analysis.faces import find_faces
@@ -37,14 +37,16 @@ class _ProcessState:
     min_side: int
     reading: object  # shared (pid, file id) pairs: what each analyser reads, for blame after a crash
     slot: int
+    people: bool = False  # embed each face found, for the people stage
 
 
 _state: Optional[_ProcessState] = None
 
 
 def init_process(database: str, model: str, min_confidence: float, small_faces: str, max_pixels: int,
-                 min_side: int, owner_pid: int, reading) -> None:
-    """Pool initializer: one detector and one read-only store connection per process."""
+                 min_side: int, people: bool, owner_pid: int, reading) -> None:
+    """Pool initializer: one detector (and with `people`, one embedder) and one read-only store
+    connection per process."""
     global _state
     _exit_with(owner_pid)
     with reading.get_lock():  # a slot of its own in the shared (pid, file id) array
@@ -67,8 +69,10 @@ def init_process(database: str, model: str, min_confidence: float, small_faces: 
         detector.detect(blank, 64, 64)
         if small_faces != "off":  # the tiles' own model greets stderr at its first picture too
             detector.tiles(blank, 64, 64, 1, [64])
+        if people:
+            embed.warm()
     store = open_store(database, readonly=True)
-    _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side, reading, slot)
+    _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side, reading, slot, people)
 
 
 def _exit_with(pid: int) -> None:
@@ -127,7 +131,8 @@ def analyse(claim: Claim) -> Result:
     assert _state is not None, "init_process was not run"
     _state.reading[_state.slot] = claim.file_id
     started = time.perf_counter()
-    result = analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels, _state.min_side)
+    result = analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels, _state.min_side,
+                          people=_state.people)
     _state.reading[_state.slot] = -1
     return replace(result, seconds=time.perf_counter() - started)
 
@@ -138,8 +143,9 @@ def content_id(data: bytes) -> str:
 
 
 def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, int], Optional[tuple]],
-                 max_pixels: int, min_side: int = MIN_LONG_SIDE) -> Result:
-    """Everything one file needs, with every failure turned into a Result that says why."""
+                 max_pixels: int, min_side: int = MIN_LONG_SIDE, people: bool = False) -> Result:
+    """Everything one file needs, with every failure turned into a Result that says why; with
+    `people`, each face's embedding too."""
     worker_id = os.getpid()
     try:
         data, st = read_file(claim.path)
@@ -154,14 +160,22 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
         kind = "reused" if os.path.lexists(source[1]) else "moved"
         return Result(claim.file_id, kind, content_hash=content_hash, source_id=source[0], **seen)
     try:
-        picture = decode(data, max_pixels, min_side)
+        # with people on, a 12 MP JPEG is decoded at 1/4 for its faces' embeddings, 1/8 for detection
+        picture, detail = decode_with_detail(data, max_pixels, min_side) if people else \
+            (decode(data, max_pixels, min_side), None)
     except DecodeError as exc:
         return Result(claim.file_id, "failed", error=str(exc), **seen)
     except MemoryError:
         return Result(claim.file_id, "failed", error="not enough memory to decode this image", **seen)
     faces = find_faces(detector, data, picture, max_pixels)
+    embeddings = ()
+    if people and faces:
+        try:
+            embeddings = tuple(embed.embed_faces(data, detail or picture, [f.bbox for f in faces], max_pixels))
+        except (DecodeError, MemoryError):  # a finer decode for small faces failed: they wait for the people stage
+            embeddings = ()
     return Result(claim.file_id, "done", content_hash=content_hash, width=picture.width,
-                  height=picture.height, faces=tuple(faces), **seen)
+                  height=picture.height, faces=tuple(faces), embeddings=embeddings, **seen)
 
 
 class Unreadable(Exception):
@@ -197,7 +211,7 @@ def embed_job(job: FaceJob) -> list[Embedded]:
     assert _state is not None, "init_process was not run"
     _state.reading[_state.slot] = job.file_id
     try:
-        return embed_faces(job, _state.max_pixels)
+        return embed_job_faces(job, _state.max_pixels)
     finally:
         _state.reading[_state.slot] = -1
 
@@ -205,7 +219,7 @@ def embed_job(job: FaceJob) -> list[Embedded]:
 _last_picture: dict = {}  # the last picture decoded for embeddings: a group photo is several jobs
 
 
-def embed_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
+def embed_job_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
     """Read the file, check it holds the bytes its faces were found in, decode it with enough detail
     for its smallest face, and embed each face; every failure is said, face by face."""
     boxes = [box for _, box in job.faces]
@@ -230,9 +244,5 @@ def embed_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
                     for face_id, _ in job.faces]
         _last_picture.clear()
         _last_picture[job.content_hash] = picture
-    outcomes = []
-    for face_id, box in job.faces:
-        blob, error = embed.embed(picture, box)
-        outcomes.append(Embedded(face_id, "done", embedding=blob) if blob else
-                        Embedded(face_id, "failed", error=error))
-    return outcomes
+    return [Embedded(face_id, "done", embedding=blob) if blob else Embedded(face_id, "failed", error=error)
+            for (face_id, _), (blob, error) in zip(job.faces, embed.embedder().embed(picture, boxes))]

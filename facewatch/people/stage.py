@@ -32,6 +32,7 @@ MIN_FACES = 2
 NEIGHBOURS = 16
 SAME_FACE = 0.15  # closer than this to a face a user took out of a person: the same face, found again
 NO_PERSON = -1  # in the index: a face in no person
+BLOCK = 16384  # rows of the index measured against a batch of new faces in one matrix product
 
 
 class PeopleIndex:
@@ -98,19 +99,39 @@ class PeopleIndex:
 
     # placing faces -----------------------------------------------------------------------------
     def neighbours(self, embedding: np.ndarray, limit: float, exclude_file: Optional[int] = None,
-                   k: int = NEIGHBOURS) -> list[tuple[float, int]]:
-        """(distance, row) of the `k` nearest live faces closer than `limit`, nearest first."""
+                   k: int = NEIGHBOURS, measured: Optional[tuple] = None, start: int = 0) -> list[tuple[float, int]]:
+        """(distance, row) of the `k` nearest live faces closer than `limit`, nearest first.
+        `measured`: (rows, squared distances) of the faces closer than `limit` among the first
+        `start` rows, measured already (`close_rows`, for a batch at once)."""
         n = self.count
-        if n == 0:
-            return []
-        squared = self.norms[:n] + float(embedding @ embedding) - 2.0 * (self.vectors[:n] @ embedding)
-        close = np.flatnonzero((squared < limit * limit) & self.alive[:n])
+        rows, squared = measured if measured is not None else (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if n > start:
+            rest = self.norms[start:n] + float(embedding @ embedding) - 2.0 * (self.vectors[start:n] @ embedding)
+            close = np.flatnonzero(rest < limit * limit)
+            rows, squared = np.concatenate([rows, close + start]), np.concatenate([squared, rest[close]])
+        keep = self.alive[rows]
         if exclude_file is not None:
-            close = close[self.files[close] != exclude_file]
-        if len(close) > k:
-            close = close[np.argpartition(squared[close], k)[:k]]
-        order = sorted(zip(np.sqrt(np.maximum(squared[close], 0)).tolist(), close.tolist()))
-        return order
+            keep &= self.files[rows] != exclude_file
+        rows, squared = rows[keep], squared[keep]
+        if len(rows) > k:
+            nearest = np.argpartition(squared, k)[:k]
+            rows, squared = rows[nearest], squared[nearest]
+        return sorted(zip(np.sqrt(np.maximum(squared, 0)).tolist(), rows.tolist()))
+
+    def close_rows(self, embeddings: np.ndarray, limit: float, upto: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each of `embeddings`, (rows, squared distances) of the faces closer than `limit`
+        among the first `upto` rows: one matrix product per block of the index for the whole
+        batch, rather than a pass over every embedding for each face."""
+        norms = np.einsum("ij,ij->i", embeddings, embeddings)
+        found: list = [([], []) for _ in range(len(embeddings))]
+        for begin in range(0, upto, BLOCK):
+            end = min(begin + BLOCK, upto)
+            squared = self.norms[begin:end] + norms[:, None] - 2.0 * (embeddings @ self.vectors[begin:end].T)
+            faces, rows = np.nonzero(squared < limit * limit)
+            for face, row in zip(faces.tolist(), rows.tolist()):
+                found[face][0].append(begin + row)
+                found[face][1].append(squared[face, row])
+        return [(np.array(rows, np.int64), np.array(values, np.float32)) for rows, values in found]
 
     def _verify(self, rows: list[int]) -> None:
         """The database's word on these faces: gone ones leave the index, moved ones follow."""
@@ -133,11 +154,16 @@ class PeopleIndex:
         placements: dict[int, int] = {}
         in_file: dict[int, set] = {}  # persons placed in each file by this batch
         new_person = NO_PERSON  # people to create are -2, -3, ...
-        for face_id, file_id, carried, embedding in sorted(faces, key=lambda f: f[0]):
+        faces = sorted(faces, key=lambda f: f[0])
+        start = self.count  # the faces indexed before this batch are measured against it at once
+        measured = self.close_rows(np.stack([f[3] for f in faces]).astype(np.float32), self.match_distance, start) \
+            if faces and start else [None] * len(faces)
+        for (face_id, file_id, carried, embedding), seen in zip(faces, measured):
             if carried is not None:  # an edited photo's face, found where a placed face was
                 self._add(face_id, file_id, carried, embedding)
                 continue
-            near = self.neighbours(embedding, self.match_distance, exclude_file=file_id)
+            near = self.neighbours(embedding, self.match_distance, exclude_file=file_id, measured=seen,
+                                   start=start if seen is not None else 0)
             self._verify([r for _, r in near])
             near = [(d, r) for d, r in near if self.alive[r] and self.files[r] != file_id]
             taken = self.store.persons_in_file(file_id) | in_file.get(file_id, set())

@@ -33,6 +33,7 @@ HANG_S = 120.0  # a batch in flight this long has a file the analysers will not 
 IDLE_WAIT_S = 60.0
 STORE_RETRY_S = 5.0  # an idle loop that could not read the queue (an I/O error, the server away) looks again
 DRAIN_POLL_S = 0.05  # how soon a stop that cannot wait (a second SIGTERM) cuts a drain short
+PLACE_FACES = 256  # faces embedded by the analysers, placed into people per step (one transaction)
 
 
 @dataclass
@@ -104,7 +105,7 @@ class Worker:
         self._culprits: set = set()
         self.face_jobs: deque[FaceBatch] = deque()
         self._people = None  # the people stage, made when it first has work (it needs numpy)
-        self._embedder_warm = False
+        self._placeable = True  # faces embedded by the analysers may wait to be placed
         self.waiting = False  # idle, asleep until woken: not hung, however long
 
     def start(self, wait: bool = True) -> None:
@@ -201,12 +202,12 @@ class Worker:
                 return saved
             if claims:
                 self._submit(claims, now)
-        if self.config.people.enabled and not claims and not self.inflight and self.people.ready():
-            if not self._embedder_warm:  # load the recognition models (0.8 s) the first time we are idle
-                self._embedder_warm = True
-                for _ in range(self.analysers.count):
-                    self.analysers.warm_embedder()
-            room = self.analysers.count - len(self.face_jobs)
+        idle = not claims and not self.inflight
+        if self.config.people.enabled and (self._placeable or idle) and self.people.ready():
+            if not self._claim_embedded(now):
+                return saved
+        if self.config.people.enabled and idle and self.people.ready():
+            room = self.analysers.count - sum(not b.future.done() for b in self.face_jobs)
             try:
                 jobs = self.store.claim_faces(self.claimant, room, now, LEASE_S) if room > 0 else []
             except TRANSIENT as exc:
@@ -215,6 +216,24 @@ class Worker:
             for job in jobs:
                 self.face_jobs.append(FaceBatch(job, self.analysers.submit_faces(job), now))
         return saved
+
+    def _claim_embedded(self, now: float) -> bool:
+        """Lease faces the analysers embedded as they found them: they only need placing, which
+        the next step does with the other finished face jobs (no analyser needed). False when the
+        store would not answer."""
+        try:
+            jobs = self.store.claim_faces(self.claimant, PLACE_FACES, now, LEASE_S, embedded=True)
+        except TRANSIENT as exc:
+            self._store_failed(exc, now)
+            return False
+        if sum(len(job.faces) for job in jobs) < PLACE_FACES:
+            self._placeable = False  # until a save brings more
+        for job in jobs:
+            placed: Future = Future()
+            placed.set_result([Embedded(face_id, "done", embedding=blob)
+                               for (face_id, _), blob in zip(job.faces, job.embeddings)])
+            self.face_jobs.append(FaceBatch(job, placed, now))
+        return True
 
     def wait(self, timeout: float) -> None:
         """Block until an in-flight file or face finishes, at most `timeout` seconds."""
@@ -313,7 +332,6 @@ class Worker:
             outcomes = batch.future.result()
         except BrokenProcessPool:
             self._culprits |= self.analysers.restart()
-            self._embedder_warm = False
             if job.file_id not in self._culprits:
                 return [Embedded(f, "deferred", error="an analyser process died") for f, _ in job.faces]
             self._culprits.discard(job.file_id)
@@ -337,7 +355,6 @@ class Worker:
             result = future.result()
         except BrokenProcessPool:
             self._culprits |= self.analysers.restart()
-            self._embedder_warm = False
             if claim.file_id not in self._culprits:  # queued behind the file that broke it
                 return Result(claim.file_id, "deferred", error="an analyser process died", retry_after_s=0)
             self._culprits.discard(claim.file_id)
@@ -382,6 +399,11 @@ class Worker:
         p.history.append((now, len(batch.results)))
         for claim, result in zip(batch.claims, batch.results):
             p.last_file = claim.path
+            if result.embeddings:
+                self._placeable = True
+                for i, (_, error) in enumerate(result.embeddings):
+                    if error:
+                        log.info("face_not_embedded", path=claim.path, face=i, error=error)
             if result.kind == "failed":
                 p.failed += 1
                 log.warning("file_failed", path=claim.path, error=result.error)

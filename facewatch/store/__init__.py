@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from facewatch.store.contract import (CHECKPOINT_STATUSES, COPIED, FACES_PER_JOB, HEARTBEAT_STALE_S, CheckpointRecord,
-                                      Claim, DaemonInfo, Embedded, ExportFilter, Face, FaceJob, FileRecord, FileStat,
-                                      Known, PeopleChanged, PeopleError, Result, Source, Stats, Store, checkpoint_status,
-                                      is_url, iso, masked, needs_analysis)
+from facewatch.store.contract import (CHECKPOINT_STATUSES, COPIED, DIMENSIONS, FACES_PER_JOB, HEARTBEAT_STALE_S,
+                                      CheckpointRecord, Claim, DaemonInfo, Embedded, ExportFilter, Face, FaceJob,
+                                      FileRecord, FileStat, Known, PeopleChanged, PeopleError, Result, Source, Stats,
+                                      Store, checkpoint_status, is_url, iso, masked, needs_analysis)
 from facewatch.store.errors import (TRANSIENT, DatabaseInUse, StoreBusy, StoreError, StoreUnavailable,
                                     StoreUnusable)
 
-__all__ = ["CHECKPOINT_STATUSES", "COPIED", "FACES_PER_JOB", "HEARTBEAT_STALE_S", "CheckpointRecord", "Claim",
+__all__ = ["CHECKPOINT_STATUSES", "COPIED", "DIMENSIONS", "FACES_PER_JOB", "HEARTBEAT_STALE_S", "CheckpointRecord", "Claim",
            "DaemonInfo", "Embedded", "ExportFilter", "Face", "FaceJob", "FileRecord", "FileStat", "Known",
            "PeopleChanged", "PeopleError", "Result", "Source", "Stats", "Store", "checkpoint_status", "is_url", "iso",
            "masked", "needs_analysis", "TRANSIENT", "DatabaseInUse", "StoreBusy", "StoreError", "StoreUnavailable",

@@ -13,9 +13,11 @@ CHECKPOINT_STATUSES = ("in_progress", "completed", "error")
 # what a processed_files row may say of a file for it to count as processed (checkpoint API)
 PROCESSED = ("processed", "completed", "done", "failed", "unchanged", "reused", "moved", "skipped")
 HEARTBEAT_STALE_S = 15.0  # a daemon whose heartbeat is older than this is not running
-# faces embedded per analyser job: one (80-100 ms), so a photo arriving waits for little (bench/latency.py
-# --people-backlog); each analyser keeps its last decoded picture for the next face of the same photo
-FACES_PER_JOB = 1
+DIMENSIONS = 128  # of a face embedding as it is stored: little-endian float32 (dlib's ResNet's output)
+# faces embedded per analyser job (a face found before the analysers embedded faces themselves, or
+# while people.enabled was false): 8 take about 40 ms, so a photo arriving waits for little
+# (bench/latency.py --people-backlog); each analyser keeps its last decoded picture for the next job
+FACES_PER_JOB = 8
 
 
 # the tables a copy between backends carries, parents first, with their columns
@@ -107,6 +109,7 @@ class FaceJob:
     content_hash: Optional[str]  # the bytes the faces were found in
     faces: tuple  # ((face id, (x, y, w, h)), ...)
     attempts: int  # failed tries so far, the most of its faces'
+    embeddings: tuple = ()  # with the faces embedded when they were found: each face's embedding
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,8 @@ class Result:
     error: Optional[str] = None
     source_id: Optional[int] = None
     retry_after_s: float = 0.0
+    # with people.enabled, one (embedding, None) or (None, why it cannot be embedded) per face
+    embeddings: tuple = ()
     worker_id: Optional[int] = None  # the analyser process that read it
     seconds: Optional[float] = None  # the analyser's time on it
 
@@ -215,14 +220,14 @@ def plan_save(result: Result, source_status: Optional[str] = None) -> str:
     raise ValueError(f"unknown result kind {kind!r}")
 
 
-def group_jobs(rows, limit: int) -> list[tuple[int, list, int]]:
+def group_jobs(rows, limit: int, per_job: int = FACES_PER_JOB) -> list[tuple[int, list, int]]:
     """Waiting faces (face id, file id, x, y, w, h, attempts), oldest first -> at most `limit` jobs
-    (file id, [(face id, box), ...], attempts) of at most FACES_PER_JOB faces of one file each."""
+    (file id, [(face id, box), ...], attempts) of at most `per_job` faces of one file each."""
     jobs: list = []
     open_jobs: dict = {}
     for face_id, file_id, x, y, w, h, attempts in rows:
         job = open_jobs.get(file_id)
-        if job is None or len(job[1]) >= FACES_PER_JOB:
+        if job is None or len(job[1]) >= per_job:
             if len(jobs) >= limit:
                 continue
             job = open_jobs[file_id] = [file_id, [], 0]
@@ -230,6 +235,15 @@ def group_jobs(rows, limit: int) -> list[tuple[int, list, int]]:
         job[1].append((face_id, (x, y, w, h)))
         job[2] = max(job[2], attempts)
     return [tuple(job) for job in jobs]
+
+
+def embedding_columns(result: Result, index: int) -> tuple:
+    """(embedding, embed_state, embed_error) of a detected face as it is stored: embedded when found
+    (waiting to be placed), failed when it cannot be embedded, or waiting for its embedding."""
+    if index >= len(result.embeddings):
+        return None, "waiting", None
+    blob, error = result.embeddings[index]
+    return (blob, "waiting", None) if blob is not None else (None, "failed", error)
 
 
 def same_person(bbox: tuple, before: list) -> Optional[int]:
@@ -434,15 +448,21 @@ class Store(Protocol):
     def count_remaining(self, checkpoint_id: Optional[int] = None) -> int: ...
     def checkpoint_statistics(self) -> dict: ...
     # the people stage
-    def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float) -> list[FaceJob]:
-        """Lease the waiting faces of up to `limit` analysed files, oldest faces first, at most
-        FACES_PER_JOB per job (a group photo is several jobs)."""
+    def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float,
+                    embedded: bool = False) -> list[FaceJob]:
+        """Lease waiting faces, oldest first: with `embedded`, up to `limit` faces embedded when
+        they were found, which only need placing (their embeddings in the jobs, a job per file);
+        else the faces of up to `limit` jobs that need embedding, FACES_PER_JOB at most per job
+        (a group photo may be several jobs)."""
     def faces_ready(self, now: float) -> tuple[int, Optional[float]]:
         """(waiting faces of done files ready now and not leased, when the next one waiting longer is)."""
     def people_version(self) -> int:
         """Bumped by every change a user makes to people (name, merge, unassign)."""
     def indexed_faces(self, after_face_id: int = 0) -> Iterator[IndexedFace]:
         """Every embedded face with a face id above `after_face_id`, in face id order."""
+    def embedding_marks(self) -> tuple[int, Optional[int], int]:
+        """(embedded faces, the id of the first face waiting for its embedding or None, the highest
+        face id): what a copy of the embeddings needs to tell what it lacks."""
     def faces_now(self, face_ids: list[int]) -> dict[int, tuple]:
         """{face id: (file id, person id)} of those of `face_ids` that still exist."""
     def persons_in_file(self, file_id: int) -> set[int]: ...

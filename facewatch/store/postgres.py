@@ -22,7 +22,8 @@ import zlib
 from contextlib import contextmanager
 from typing import Optional
 
-from facewatch.store.contract import DETECTED, HEARTBEAT_STALE_S, Claim, Stats, iso, masked, plan_save, same_person
+from facewatch.store.contract import (DETECTED, HEARTBEAT_STALE_S, Claim, Stats, embedding_columns, iso, masked,
+                                      plan_save, same_person)
 from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable,
                                     refuse_newer, translating)
 from facewatch.store.postgres_schema import MIGRATIONS
@@ -445,12 +446,15 @@ class PostgresStore(SQLiteStore):
         raw.execute("DELETE FROM pending WHERE file_id = ANY(%s)", (ids,))
         raw.execute("DELETE FROM faces WHERE file_id = ANY(%s)", (ids,))
         faces = [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]),
-                  same_person(f.bbox, before.get(r.file_id, []))) for r in results for i, f in enumerate(r.faces)]
+                  same_person(f.bbox, before.get(r.file_id, [])), *embedding_columns(r, i))
+                 for r in results for i, f in enumerate(r.faces)]
         if faces:
             columns = list(zip(*faces))
-            raw.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, person_id) "
+            raw.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, person_id, embedding, "
+                        "embed_state, embed_error) "
                         "SELECT * FROM unnest(%s::int8[], %s::int4[], %s::float8[], %s::int4[], %s::int4[], "
-                        "%s::int4[], %s::int4[], %s::text[], %s::int8[])", [list(col) for col in columns])
+                        "%s::int4[], %s::int4[], %s::text[], %s::int8[], %s::bytea[], %s::text[], %s::text[])",
+                        [list(col) for col in columns])
         raw.execute("UPDATE files f SET status = 'done', error = NULL, size = n.s, mtime_ns = n.m, ctime_ns = n.t, "
                     "content_hash = n.h, width = n.w, height = n.ht, face_count = n.c, processed_at = %s, "
                     "updated_at = %s FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::text[], "

@@ -98,4 +98,8 @@ MIGRATIONS = [
         "CREATE TABLE people_meta (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
         "INSERT INTO people_meta VALUES (1, 0)",
     ]),
+    # face ids come from an identity, never given twice already; the embedded faces get an index
+    ("0006_face_ids_never_reused", [
+        "CREATE INDEX faces_done ON faces(face_id) WHERE embed_state = 'done'",
+    ]),
 ]

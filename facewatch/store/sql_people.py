@@ -24,20 +24,33 @@ class PeopleQueries:
     _LOCK_WAITING_FACES = ""  # one writer: the transaction is lock enough (PostgreSQL's locks the rows)
 
     # the people stage --------------------------------------------------------------------------
-    def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float) -> list[FaceJob]:
-        """Lease the waiting faces of up to `limit` done files (FACES_PER_JOB at most per job)."""
+    def claim_faces(self, claimant: str, limit: int, now: float, lease_s: float,
+                    embedded: bool = False) -> list[FaceJob]:
+        """Lease waiting faces of done files: embedded ones to place (`limit` faces, a job per
+        file), or those of `limit` jobs to embed (FACES_PER_JOB at most per job)."""
         with self._write() as c:
             rows = c.execute(
                 "SELECT x.face_id, x.file_id, x.x, x.y, x.w, x.h, x.embed_attempts FROM faces x "
                 "JOIN files f ON f.file_id = x.file_id AND f.status = 'done' "
                 "WHERE x.embed_state = 'waiting' AND x.embed_claimed_by IS NULL AND x.embed_not_before <= ? "
-                f"ORDER BY x.face_id LIMIT ?{self._LOCK_WAITING_FACES}", (now, limit * FACES_PER_JOB)).fetchall()
-            jobs = group_jobs(rows, limit)
+                f"AND x.embedding IS {'NOT ' if embedded else ''}NULL "
+                f"ORDER BY x.face_id LIMIT ?{self._LOCK_WAITING_FACES}",
+                (now, limit if embedded else limit * FACES_PER_JOB)).fetchall()
+            jobs = group_jobs(rows, len(rows), per_job=len(rows)) if embedded else group_jobs(rows, limit)
             leased = [(claimant, now + lease_s, face_id) for job in jobs for face_id, _ in job[1]]
             c.executemany("UPDATE faces SET embed_claimed_by=?, embed_claimed_until=? WHERE face_id=?", leased)
             files = {r[0]: (_s(r[1]), r[2]) for job in jobs for r in c.execute(
                 "SELECT file_id, path, content_hash FROM files WHERE file_id=?", (job[0],))}
-        return [FaceJob(file_id, *files[file_id], tuple(faces), attempts) for file_id, faces, attempts in jobs]
+            vectors = {}
+            if embedded:
+                ids = [face_id for job in jobs for face_id, _ in job[1]]
+                for chunk in range(0, len(ids), 500):
+                    part = ids[chunk:chunk + 500]
+                    vectors.update((r[0], bytes(r[1])) for r in c.execute(
+                        f"SELECT face_id, embedding FROM faces WHERE face_id IN ({','.join('?' * len(part))})", part))
+        return [FaceJob(file_id, *files[file_id], tuple(faces), attempts,
+                        tuple(vectors[face_id] for face_id, _ in faces) if embedded else ())
+                for file_id, faces, attempts in jobs]
 
     def faces_ready(self, now: float) -> tuple[int, Optional[float]]:
         ready, later = self.conn.execute(
@@ -58,6 +71,13 @@ class PeopleQueries:
                 yield IndexedFace(row[0], row[1], row[2], bytes(row[3]))
         finally:
             conn.close()
+
+    def embedding_marks(self) -> tuple[int, Optional[int], int]:
+        row = self.conn.execute(
+            "SELECT (SELECT count(*) FROM faces WHERE embed_state = 'done'), "
+            "(SELECT min(face_id) FROM faces WHERE embed_state = 'waiting'), "
+            "(SELECT coalesce(max(face_id), 0) FROM faces)").fetchone()
+        return row[0], row[1], row[2]
 
     def faces_now(self, face_ids: list[int]) -> dict[int, tuple]:
         found = {}

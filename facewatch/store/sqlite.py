@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Optional
 from facewatch.store.lock import FileLock, is_held
 from facewatch.store.contract import (ADOPT, BACK_OFF, COPY, DETECTED, FAILED, MISSING, PROCESSED, REQUEUE,
                                       CheckpointRecord, Claim, DaemonInfo, ExportFilter, Face, FileRecord,
-                                      FileStat, Known, Result, Source, Stats, checkpoint_status, iso,
+                                      FileStat, Known, Result, Source, Stats, checkpoint_status, embedding_columns, iso,
                                       needs_analysis, plan_save, same_person)
 from facewatch.store.errors import StoreUnusable, refuse_newer
 from facewatch.store.sql_people import PeopleQueries, _b, _s
@@ -401,9 +401,10 @@ class SQLiteStore(PeopleQueries):
                                (r.file_id,)).fetchall()
             c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
             c.executemany(
-                "INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, person_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, person_id, embedding, embed_state, "
+                "embed_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]),
-                  same_person(f.bbox, before)) for i, f in enumerate(r.faces)])
+                  same_person(f.bbox, before), *embedding_columns(r, i)) for i, f in enumerate(r.faces)])
             width, height, count, processed_at = r.width, r.height, len(r.faces), iso(now)
         else:
             if step == COPY:

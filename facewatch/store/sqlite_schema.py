@@ -118,6 +118,39 @@ MIGRATIONS = [
         "CREATE TABLE people_meta (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
         "INSERT INTO people_meta VALUES (1, 0)",
     ]),
+    # A face's id is never given to another face (AUTOINCREMENT): without it SQLite gives the ids of
+    # the newest faces, deleted when their photo is analysed again, to the next ones, and a copy of
+    # the embeddings kept outside the database (`find --like`'s, people/vectors.py) could not tell a
+    # new face from the one it replaced. SQLite cannot change a primary key in place: the table is
+    # rebuilt, every row and id kept. The embedded faces get an index of their own.
+    ("0006_face_ids_never_reused", [
+        """CREATE TABLE faces_new (
+            face_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_id INTEGER NOT NULL REFERENCES files(file_id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            score REAL NOT NULL,
+            x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+            keypoints TEXT NOT NULL,            -- JSON [[x, y], ...]
+            embedding BLOB,                     -- 128 little-endian float32
+            embed_state TEXT NOT NULL DEFAULT 'waiting' CHECK (embed_state IN ('waiting', 'done', 'failed')),
+            embed_error TEXT,
+            embed_attempts INTEGER NOT NULL DEFAULT 0,
+            embed_not_before REAL NOT NULL DEFAULT 0,
+            embed_claimed_by TEXT,
+            embed_claimed_until REAL,
+            person_id INTEGER REFERENCES persons(person_id) ON DELETE SET NULL,
+            UNIQUE (file_id, idx))""",
+        "INSERT INTO faces_new (face_id, file_id, idx, score, x, y, w, h, keypoints, embedding, embed_state, "
+        "embed_error, embed_attempts, embed_not_before, embed_claimed_by, embed_claimed_until, person_id) "
+        "SELECT face_id, file_id, idx, score, x, y, w, h, keypoints, embedding, embed_state, embed_error, "
+        "embed_attempts, embed_not_before, embed_claimed_by, embed_claimed_until, person_id FROM faces",
+        "DROP TABLE faces",
+        "ALTER TABLE faces_new RENAME TO faces",
+        "CREATE INDEX faces_waiting ON faces(face_id) WHERE embed_state = 'waiting'",
+        "CREATE INDEX faces_claimed ON faces(embed_claimed_until) WHERE embed_claimed_by IS NOT NULL",
+        "CREATE INDEX faces_person ON faces(person_id, file_id, w, h, score) WHERE person_id IS NOT NULL",
+        "CREATE INDEX faces_done ON faces(face_id) WHERE embed_state = 'done'",
+    ]),
 ]
 
 
