@@ -1,7 +1,7 @@
 """People: clustering quality on real labelled faces, embedding speed, and the cost at scale.
 
     python bench/people.py quality [--distances 0.4,0.45,0.5,0.55,0.6]
-    python bench/people.py speed                 # embeddings per second on all cores
+    python bench/people.py speed [--old REV]     # per-face steps, old and new; scans with people on/off
     python bench/people.py scale [--faces 100000,1000000]
 
 quality: real identities (face_recognition 1.3.0's labelled photos: five of one man, one of
@@ -24,6 +24,7 @@ import tempfile
 import time
 from itertools import combinations
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -104,11 +105,14 @@ def build_album(folder: Path) -> dict:
     return truth
 
 
-def timed_scan(config: Path) -> float:
-    """Seconds `facewatch scan` takes with this config, the whole command."""
+def timed_scan(config: Path, code: Optional[Path] = None) -> float:
+    """Seconds `facewatch scan` takes with this config, the whole command; `code`: the folder of
+    another facewatch package to run instead of this one."""
+    env = dict(os.environ, PYTHONPATH=str(code)) if code else None
+    module = "facewatch" if code is None or (code / "facewatch" / "__main__.py").exists() else "facewatch.launch"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "facewatch", "--config", str(config), "scan"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", module, "--config", str(config), "scan"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=str(code or HERE.parent))
     return time.perf_counter() - started
 
 
@@ -159,23 +163,135 @@ def quality(args) -> None:
 
 
 def speed(args) -> None:
-    """Embeddings per second: a scan with people off (detection), then the same index with people
-    on (only the embeddings), on the album."""
+    """The people stage, old and new side by side in one run, on a 12 MP corpus where one photo in
+    eight is a real group photo (make_corpus.py --groups 8; or --corpus DIR):
+    1. per face, on one core, in this process: each step of embedding, dlib's way (a second
+       decode of the photo at the detail the face needs, dlib's ResNet on its chip) and facewatch's
+       (the detector's decode when it shows the face 100 px wide, else one finer decode per photo;
+       the ResNet in onnxruntime, a photo's faces in one batch), and the largest difference between
+       the two descriptors of each face's chip;
+    2. `facewatch scan` end to end with people off and on, for this code and, with --old REV, the
+       code of that commit (people on: the whole time to a complete index)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        build_album(work / "album")
-        db = work / "fw.db"
-        for enabled in ("false", "true"):
-            config = work / f"config-{enabled}.yaml"
-            config.write_text(f"watch:\n  paths: [{work / 'album'}]\ndatabase: {db}\n"
-                              f"logging: {{level: warning}}\npeople: {{enabled: {enabled}}}\n")
-            elapsed = timed_scan(config)
-            faces = sqlite3.connect(db).execute("SELECT count(*) FROM faces").fetchone()[0]
-            if enabled == "false":
-                print(f"detection of {faces} faces: {elapsed:.1f} s")
-            else:
-                print(f"embedding {faces} faces on {os.cpu_count()} cores: {elapsed:.1f} s, "
-                      f"{faces / elapsed:.1f} faces/s (the command's start and the models' load included)")
+        corpus = Path(args.corpus) if args.corpus else work / "corpus"
+        if not args.corpus:
+            from make_corpus import make_corpus
+            make_corpus(corpus, args.count, "12mp", group_every=8)
+        photos = sorted(p for p in corpus.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+        _per_face_steps(photos)
+        rows = []
+        for label, code in [("this code", None)] + ([(f"old code ({args.old})", _checkout(args.old, work))]
+                                                    if args.old else []):
+            for enabled in ("false", "true"):
+                config = work / f"config-{len(rows)}.yaml"
+                db = work / f"fw-{len(rows)}.db"
+                config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {db}\nlogging: {{level: warning}}\n"
+                                  f"people: {{enabled: {enabled}}}\n")
+                elapsed = timed_scan(config, code)
+                c = sqlite3.connect(db)
+                faces, embedded = c.execute("SELECT count(*), count(*) FILTER (WHERE embed_state = 'done') "
+                                            "FROM faces").fetchone()
+                rows.append((label, enabled, elapsed, faces, embedded))
+        print(f"\nend to end, `facewatch scan` of {len(photos)} photos on {os.cpu_count()} cores (the whole command):")
+        for label, enabled, elapsed, faces, embedded in rows:
+            line = f"  {label}, people {'on ' if enabled == 'true' else 'off'}: {elapsed:6.1f} s, {faces} faces"
+            if enabled == "true":
+                off = next(r[2] for r in rows if r[0] == label and r[1] == "false")
+                line += (f", {embedded} embedded; {elapsed / off:.2f}x the scan without people; the people stage "
+                         f"{100 * (elapsed - off) / elapsed:.0f}% of the time to a complete index, "
+                         f"{embedded / max(elapsed - off, 1e-9):.1f} faces/s on {os.cpu_count()} cores")
+            print(line, flush=True)
+
+
+def _per_face_steps(photos: list) -> None:
+    import dlib
+    import face_recognition_models as weights
+
+    from facewatch.analysis import embed
+    from facewatch.analysis.decode import decode, decode_with_detail
+    from facewatch.analysis.detect import MediaPipeDetector
+    from facewatch.analysis.faces import find_faces
+    detector = MediaPipeDetector("full_range", 0.5, "auto")
+    encoder = dlib.face_recognition_model_v1(weights.face_recognition_model_location())
+    new = embed.embedder()
+    clock = time.process_time  # one core's work, whatever else the machine does
+
+    def old_reduction(box) -> int:  # the people stage before: faces decoded 100 px wide
+        return max(k for k in (1, 2, 4, 8) if k == 1 or min(box[2], box[3]) / k >= 100)
+    old = {"decode": 0.0, "align": 0.0, "network": 0.0}
+    now = {"decode": 0.0, "align": 0.0, "network": 0.0}
+    faces_total, embedded, worst, reused = 0, 0, 0.0, 0
+    for path in photos:
+        data = path.read_bytes()
+        picture = decode(data, 10**9)
+        faces = [f for f in find_faces(detector, data, picture, 10**9) if min(f.bbox[2:]) >= embed.MIN_FACE]
+        faces_total += len(faces)
+        if not faces:
+            continue
+        # dlib's way, as the people stage did: a job per face, a decode at the detail that face needs
+        # (kept for the next face of the same photo when detailed enough)
+        kept = None
+        for f in faces:
+            started = clock()
+            if kept is None or kept.scale > old_reduction(f.bbox):
+                kept = decode(data, 10**9, min_side=-(-max(picture.width, picture.height) // old_reduction(f.bbox)))
+            old["decode"] += clock() - started
+            x, y, w, h = (v / kept.scale for v in f.bbox)
+            started = clock()
+            shape = new.predictor(kept.rgb, dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)),
+                                                           int(round(y + h))))
+            old["align"] += clock() - started
+            started = clock()
+            encoder.compute_face_descriptor(kept.rgb, shape)
+            old["network"] += clock() - started
+        # facewatch's way: the detector's decode where it shows the face (a 12 MP JPEG is decoded at
+        # 1/4 and its 1/8 made from that: what that costs beyond the 1/8 decode counts here), one
+        # finer decode for the rest
+        started = clock()
+        _, detail = decode_with_detail(data, 10**9)
+        with_detail = clock() - started
+        started = clock()
+        decode(data, 10**9)
+        now["decode"] += max(with_detail - (clock() - started), 0.0)
+        source = detail or picture
+        started = clock()
+        finer = [f.bbox for f in faces if not embed.shows(source, f.bbox)]
+        finer_picture = embed.decode_for(data, 10**9, finer) if finer else None
+        now["decode"] += clock() - started
+        reused += len(faces) - len(finer)
+        chips = []
+        for f in faces:
+            source_of_face = source if embed.shows(source, f.bbox) else finer_picture
+            started = clock()
+            chip, _ = new.chip(source_of_face, f.bbox)
+            now["align"] += clock() - started
+            chips.append(chip)
+        started = clock()
+        ours = new.network.descriptors(np.stack(chips))
+        now["network"] += clock() - started
+        for chip, vector in zip(chips, ours):
+            worst = max(worst, float(np.abs(np.asarray(encoder.compute_face_descriptor(chip)) - vector).max()))
+        embedded += len(chips)
+    print(f"per face, one core ({embedded} faces of {len(photos)} photos; {reused} embedded from the detector's own "
+          f"decode, {embedded - reused} from one finer decode of their photo):")
+    for name, (before, after) in {k: (old[k], now[k]) for k in old}.items():
+        print(f"  {name:8} dlib's way {1000 * before / embedded:7.1f} ms   facewatch {1000 * after / embedded:6.1f} ms")
+    total_old, total_new = sum(old.values()), sum(now.values())
+    print(f"  {'all':8} dlib's way {1000 * total_old / embedded:7.1f} ms   facewatch {1000 * total_new / embedded:6.1f} ms"
+          f"   -> {embedded / total_old:.1f} and {embedded / total_new:.1f} faces/s per core ({total_old / total_new:.1f}x)")
+    print(f"  descriptors: largest difference from dlib's for the same chip {worst:.2e} (max abs, over {embedded} faces)",
+          flush=True)
+
+
+def _checkout(rev: str, work: Path) -> Path:
+    """The facewatch package of commit `rev`, unpacked (git archive) for a side-by-side run."""
+    folder = work / f"old-{rev}"
+    folder.mkdir()
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev, "facewatch"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
 
 
 def synthetic(n: int, people: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +322,8 @@ def scale(args) -> None:
             index.reload()
             load_s = time.perf_counter() - started
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            # place 200 new faces, one at a time, as the stage does (each looks at every face)
+            # placing new faces: one at a time (each compared with every face), and as the stage
+            # places a batch (one matrix product per block of the index for the whole batch)
             timings = []
             for i in range(200):
                 v = vectors[n + i]
@@ -214,12 +331,23 @@ def scale(args) -> None:
                 index.neighbours(v, index.match_distance)
                 timings.append(time.perf_counter() - started)
             timings.sort()
+            batched = {}
+            for size in (16, 64, 256):
+                started = time.perf_counter()
+                measured = index.close_rows(vectors[n:n + size], index.match_distance, index.count)
+                for i, seen in enumerate(measured):
+                    index.neighbours(vectors[n + i], index.match_distance, measured=seen, start=index.count)
+                batched[size] = (time.perf_counter() - started) / size
             held = index.vectors.nbytes + index.ids.nbytes + index.files.nbytes + index.persons.nbytes \
                 + index.norms.nbytes + index.alive.nbytes
             print(f"{n:>9,} faces: placing one new face {1000 * timings[100]:.1f} ms (median; p99 "
-                  f"{1000 * timings[197]:.1f} ms); index in memory {held / 2**20:.0f} MiB (arrays), "
-                  f"process peak grew {(rss_after - rss_before) / 1024:.0f} MiB while loading; loading it "
-                  f"{load_s:.1f} s; making the database {fill_s:.0f} s", flush=True)
+                  f"{1000 * timings[197]:.1f} ms) alone; in the stage's batches "
+                  + ", ".join(f"{1000 * s:.2f} ms a face ({k} a batch)" for k, s in batched.items())
+                  + f"; index in memory {held / 2**20:.0f} MiB (arrays), process peak grew "
+                  f"{(rss_after - rss_before) / 1024:.0f} MiB while loading; loading it {load_s:.1f} s; making "
+                  f"the database {fill_s:.0f} s", flush=True)
+            del index
+            _find_like(store, vectors[n + 198:n + 200], n)
             store.close()
             config = Path(tmp) / "config.yaml"
             config.write_text(f"watch:\n  paths: [{tmp}]\ndatabase: {os.path.join(tmp, 'fw.db')}\n")
@@ -229,6 +357,39 @@ def scale(args) -> None:
             people_s = time.perf_counter() - started
             print(f"{'':>9}  `facewatch people` over {len(json.loads(out)):,} people: {people_s:.2f} s "
                   f"(the whole command; target <= 0.5 s at 100,000 faces)", flush=True)
+
+
+def _find_like(store, queries: np.ndarray, n: int) -> None:
+    """`find --like`'s search among n faces, for a photo of two faces: reading every embedding from
+    the database (the code before the vector file) against the vector file, first built, then
+    brought up to date when nothing changed."""
+    from facewatch.people.like import LIKE_DISTANCE, like
+    from facewatch.people.vectors import VectorFile, vector, vector_file_path
+    started = time.perf_counter()
+    ids, chunk = [], []
+    for face in store.indexed_faces(0):  # what like() did before
+        ids.append(face.face_id)
+        chunk.append(vector(face.embedding))
+    matrix = np.stack(chunk)
+    d = np.min(np.linalg.norm(matrix[:, None, :] - queries[None], axis=2), axis=1)
+    close_before = int((d < LIKE_DISTANCE).sum())
+    from_database = time.perf_counter() - started
+    del matrix, chunk
+    path = vector_file_path(store.database)
+    started = time.perf_counter()
+    VectorFile(path).update(store)
+    built = time.perf_counter() - started
+    started = time.perf_counter()
+    found = like(store, list(queries), 100)
+    searched = time.perf_counter() - started
+    started = time.perf_counter()
+    vf = VectorFile(path).update(store)
+    close_now = len(vf.nearest(queries, LIKE_DISTANCE)[0])
+    nearest_s = time.perf_counter() - started
+    print(f"{'':>9}  find --like's search (two faces): reading the embeddings from the database {from_database:.2f} s; "
+          f"the vector file ({path.stat().st_size / 2**20:.0f} MiB) built {built:.2f} s once, then the whole search "
+          f"{searched:.2f} s ({len(found)} photos), of which reading the file and comparing {nearest_s:.2f} s; "
+          f"the same faces found ({close_now} and {close_before})", flush=True)
 
 
 def _fill(store, vectors: np.ndarray, who: np.ndarray) -> None:
@@ -254,7 +415,10 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     q = sub.add_parser("quality")
     q.add_argument("--distances", default="0.4,0.45,0.5,0.55,0.6")
-    sub.add_parser("speed")
+    sp = sub.add_parser("speed")
+    sp.add_argument("--corpus", help="a folder of photos (default: make_corpus.py's 12 MP, one in eight a group)")
+    sp.add_argument("--count", type=int, default=80, help="photos to make when no --corpus")
+    sp.add_argument("--old", metavar="REV", help="also scan with the code of this commit, side by side")
     s = sub.add_parser("scale")
     s.add_argument("--faces", default="100000,1000000")
     args = parser.parse_args()
