@@ -118,3 +118,32 @@ def real_group_photos() -> list[tuple[str, np.ndarray]]:
         if bgr is not None:
             photos.append((os.path.basename(member), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
     return photos
+
+
+# Real HEIC/HEIF files from pillow-heif's source package (its tests/images): a Nokia sample, a
+# Xiaomi phone's photo, a Canon camera's HEIF stored turned a quarter (guitar_cw90.hif), damaged ones
+HEIF_SAMPLES = ("pillow-heif==1.9.0", ["--no-binary", ":all:"], {
+    "xiaomi.heic": "tests/images/heif_special/xiaomi.heic",
+    "pug.heic": "tests/images/heif_other/pug.heic",  # 4032x3024, in tiles, as phones write them
+    "guitar_cw90.hif": "tests/images/heif_special/guitar_cw90.hif",
+    "nokia_alpha.heic": "tests/images/heif_other/nokia/alpha.heic",
+    "corrupted.heic": "tests/images/heif_corrupted/corrupted.heic",
+    "empty.heic": "tests/images/heif_corrupted/empty.heic",
+})
+
+
+def heif_samples() -> dict[str, bytes]:
+    """{name: bytes} of the real HEIF samples above; {} when pillow-heif's sources cannot be fetched."""
+    requirement, options, members = HEIF_SAMPLES
+    archive = _fetch(requirement, options)
+    if archive is None:
+        return {}
+    found = {}
+    try:
+        with tarfile.open(archive) as tar:
+            for name, member in members.items():
+                entry = next(m for m in tar.getmembers() if m.name.endswith("/" + member))
+                found[name] = tar.extractfile(entry).read()
+    except (StopIteration, OSError, tarfile.TarError):
+        return {}
+    return found

@@ -9,7 +9,9 @@ from typing import Any, Optional, Union
 import yaml
 
 SEARCH_PATHS = ("./config.yaml", "/etc/facewatch/config.yaml")
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# phones' HEIC/HEIF/AVIF and cameras' RAW files too (any RAW LibRaw reads may be added)
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif",
+                      ".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef")
 
 
 class ConfigError(Exception):

@@ -18,7 +18,8 @@ def test_every_key_has_the_interface_default(tmp_path):
     cfg = load_config(str(write(tmp_path / "c.yaml", {"watch": {"paths": ["/srv/photos"]}})))
     assert cfg.watch.paths == ("/srv/photos",)
     assert cfg.watch.recursive is True and cfg.watch.polling is False
-    assert cfg.watch.extensions == (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+    assert cfg.watch.extensions[:7] == (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+    assert {".heic", ".heif", ".avif", ".dng", ".cr2", ".nef", ".arw"} <= set(cfg.watch.extensions)  # INTERFACE.md, 2026-12
     assert cfg.database == "/var/lib/facewatch/facewatch.db"
     p = cfg.processing
     assert (p.batch_size, p.max_batch_wait_s, p.workers, p.settle_s) == (32, 0.05, "auto", 1.0)

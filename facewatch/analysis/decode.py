@@ -9,9 +9,15 @@ from typing import Optional
 
 import cv2
 import numpy as np
+import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
+from facewatch.analysis.raw import NotRaw, RawError, looks_raw, read_raw
+
 Image.MAX_IMAGE_PIXELS = None  # the pixel limit is ours (processing.max_pixels), checked below
+# HEIC/HEIF (phones) through pillow-heif (libheif: its transformations applied, the EXIF orientation
+# then reset to 1); AVIF through Pillow's own plugin, turned by its EXIF orientation as other formats
+pillow_heif.register_heif_opener()
 
 # The full-range detector sees its input at 192x192. Decoding a JPEG at 1/2, 1/4 or 1/8 scale
 # (libjpeg's DCT scaling) is far cheaper than a full decode; keep at least this many pixels on
@@ -47,7 +53,16 @@ def decode(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE) -> Decod
         raise DecodeError("empty file (0 bytes)")
     size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
     if size is None:
-        return _decode_other(data, max_pixels)
+        if not looks_raw(data):
+            return _decode_other(data, max_pixels)
+        try:
+            return _decode_raw(data, max_pixels, min_side)
+        except NotRaw:  # a TIFF, not a camera's RAW file, or so damaged LibRaw cannot tell
+            try:
+                return _decode_other(data, max_pixels)
+            except DecodeError as exc:
+                detail = "" if str(exc).startswith("not an image") else f" ({exc})"
+                raise DecodeError(f"damaged RAW or TIFF file: neither LibRaw nor Pillow can read it{detail}") from None
     width, height = size
     _check_pixels(width, height, max_pixels)
     _check_jpeg_complete(data)
@@ -76,6 +91,23 @@ def decode_with_detail(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SI
         return decode(data, max_pixels, min_side), None
     mean = cv2.resize(detail.rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     return Decoded(mean, detail.width, detail.height, 8), detail
+
+
+def _decode_raw(data: bytes, max_pixels: int, min_side: int) -> Decoded:
+    """A camera's RAW file (raw.py): its full-size JPEG preview decoded as any JPEG and turned as
+    the file says, else its sensor data demosaiced at half size."""
+    try:
+        raw = read_raw(data, lambda w, h: _check_pixels(w, h, max_pixels), jpeg_size)
+    except RawError as exc:
+        raise DecodeError(str(exc)) from None
+    if raw.preview is None:
+        return Decoded(raw.rgb, raw.width, raw.height, 2)
+    picture = decode(raw.preview, max_pixels, min_side)  # turned by its own EXIF orientation, if any
+    if raw.turns and _header(raw.preview)[2] == 1:  # LibRaw usually writes the RAW's into the preview
+        picture.rgb = np.ascontiguousarray(np.rot90(picture.rgb, raw.turns))
+        if raw.turns in (1, -1):
+            picture.width, picture.height = picture.height, picture.width
+    return picture
 
 
 def jpeg_size(data: bytes) -> Optional[tuple[int, int]]:
@@ -150,6 +182,12 @@ def _header(data: bytes) -> tuple[int, int, int]:
 
 
 def _sniff(data: bytes) -> str:
+    if data[4:8] == b"ftyp":  # ISO media: HEIF, AVIF (Pillow could not open it): what libheif says
+        try:
+            pillow_heif.open_heif(io.BytesIO(data))
+        except Exception as exc:  # libheif's own words on what is wrong
+            return f"damaged HEIF/AVIF file: {str(exc).strip() or type(exc).__name__}"
+        return f"a HEIF/AVIF file of a kind facewatch cannot read (brand {data[8:12].decode('latin-1')!r})"
     head = data[:512]
     if not head.strip():
         return "the file holds only blank bytes"
@@ -157,7 +195,7 @@ def _sniff(data: bytes) -> str:
         head.decode("utf-8")
         return "the file holds text"
     except UnicodeDecodeError:
-        return "unrecognised format (not JPEG, PNG, WebP, BMP, TIFF or GIF)"
+        return "unrecognised format (not JPEG, HEIC, AVIF, PNG, WebP, BMP, TIFF, GIF or a camera's RAW)"
 
 
 def _decode_with_pillow(data: bytes, draft: bool = False) -> np.ndarray:

@@ -191,7 +191,7 @@ def show(ctx: click.Context, path: str, as_json: bool, draw: Optional[str]) -> N
     if draw:
         from facewatch.results.draw import draw_faces
         try:
-            width, height = draw_faces(record, draw)
+            width, height = draw_faces(record, draw, config.processing.max_pixels)
         except ValueError as exc:
             click.echo(f"facewatch: {exc}", err=True)
             ctx.exit(1)

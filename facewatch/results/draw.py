@@ -6,14 +6,20 @@ import tempfile
 
 import cv2
 
+from facewatch.analysis.decode import DecodeError, decode
 from facewatch.store import FileRecord
 
 
-def draw_faces(record: FileRecord, output: str) -> tuple[int, int]:
+def draw_faces(record: FileRecord, output: str, max_pixels: int = 10**9) -> tuple[int, int]:
     """Write the image at `record.path` with boxes, scores and keypoints to `output`; returns its size."""
-    image = cv2.imread(record.path, cv2.IMREAD_COLOR)  # full size, EXIF orientation applied
-    if image is None:
-        raise ValueError(f"{record.path}: cannot be read as an image")
+    try:
+        with open(record.path, "rb") as f:
+            picture = decode(f.read(), max_pixels, min_side=10**6)  # full size, as shown: any format
+    except (OSError, DecodeError) as exc:
+        raise ValueError(f"{record.path}: cannot be read as an image ({getattr(exc, 'strerror', None) or exc})")
+    image = cv2.cvtColor(picture.rgb, cv2.COLOR_RGB2BGR)
+    if picture.scale != 1:  # a RAW file without a full-size preview: its half-size picture, enlarged
+        image = cv2.resize(image, (picture.width, picture.height), interpolation=cv2.INTER_LINEAR)
     thickness = max(2, round(max(image.shape[:2]) / 400))
     for face in record.faces:
         x, y, w, h = face.bbox
