@@ -71,6 +71,13 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class MetadataConfig:
+    write_xmp: str = "off"  # off | sidecar: MWG face regions and names in XMP sidecars (facewatch/metadata/xmp.py)
+    sidecar_name: str = "darktable"  # darktable (photo.jpg.xmp, digiKam too) | lightroom (photo.xmp)
+    read_xmp: bool = True  # names already in a photo's XMP (embedded or sidecar) name its faces
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     format: str = "auto"
     level: str = "info"
@@ -86,6 +93,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
     source: Optional[str] = None  # the file it was read from
 
     def with_paths(self, paths) -> "Config":
@@ -207,7 +215,7 @@ def _check(name: str, value: Any, fail) -> Any:
         if not isinstance(value, list) or not value or not all(isinstance(e, str) and e for e in value):
             raise fail(name, f"expected a list of file extensions such as [.jpg, .png], got {value!r}")
         return tuple(dict.fromkeys(e.lower() if e.startswith(".") else "." + e.lower() for e in value))
-    if name in ("watch.recursive", "watch.polling", "watch.follow_symlinks", "people.enabled"):
+    if name in ("watch.recursive", "watch.polling", "watch.follow_symlinks", "people.enabled", "metadata.read_xmp"):
         return _bool(name, value, fail)
     if name == "database":
         if not isinstance(value, str) or not value:
@@ -264,6 +272,12 @@ def _check(name: str, value: Any, fail) -> Any:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise fail(name, f"expected host:port or a port (such as 127.0.0.1:9109), got {value!r}")
         return f"{host.strip('[]') or '127.0.0.1'}:{port}"
+    if name == "metadata.write_xmp":
+        if value is False:  # YAML reads an unquoted `off` as false
+            return "off"
+        return _choice(name, value, fail, ("off", "sidecar"))
+    if name == "metadata.sidecar_name":
+        return _choice(name, value, fail, ("darktable", "lightroom"))
     if name == "logging.format":
         return _choice(name, value, fail, ("auto", "json", "console"))
     if name == "logging.level":

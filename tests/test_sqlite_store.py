@@ -4,7 +4,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from dataclasses import replace
 
 import pytest
 
@@ -216,31 +215,33 @@ def test_a_write_gives_up_after_the_busy_timeout_with_the_stores_own_error(store
     assert [r.path for r in store.iter_files()] == ["/p/a.jpg"]
 
 
-def test_an_index_of_the_previous_schema_keeps_every_face_and_embedding_and_never_reuses_a_face_id(
-        tmp_path, monkeypatch):
+def test_an_index_of_the_previous_schema_keeps_every_face_and_embedding_and_never_reuses_a_face_id(tmp_path):
     """Migration 0006 rebuilds `faces` so a face id is never given again: an index made before it
     keeps every face, id, embedding and person; then the newest photo's faces, replaced by a new
     analysis, leave their ids unused (they used to go to the next faces)."""
-    import facewatch.store.sqlite as backend
     database = str(tmp_path / "old.db")
-    monkeypatch.setattr(backend, "MIGRATIONS", MIGRATIONS[:-1])  # the schema before 0006
-    old = open_store(database)
-    old.enqueue([FileStat("/p/a.jpg", 1, 1), FileStat("/p/b.jpg", 1, 1)], now=1)
-    claims = old.claim("w", 2, now=1, lease_s=60)
-    old.save("w", [Result(c.file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=9, height=9, content_hash=c.path,
-                          faces=(FACE, replace(FACE, bbox=(50, 20, 30, 40))))
-                   for c in claims[:1]] + [Result(claims[1].file_id, "done", size=1, mtime_ns=1, ctime_ns=1, width=9,
-                                                   height=9, content_hash="b", faces=(FACE,))], now=1)
-    old.conn.execute("INSERT INTO persons (person_id, name) VALUES (7, 'Ada')")
-    old.conn.execute("UPDATE faces SET embedding = randomblob(512), embed_state = 'done', person_id = 7")
-    before = old.conn.execute("SELECT face_id, file_id, embedding, person_id FROM faces ORDER BY face_id").fetchall()
+    before_0006 = [(name, steps) for name, steps in MIGRATIONS if name < "0006"]
+    old = sqlite3.connect(database, isolation_level=None)  # the schema as facewatch made it before
+    old.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    for name, steps in before_0006:
+        for step in steps:
+            step(old) if callable(step) else old.execute(step)
+        old.execute("INSERT INTO schema_migrations VALUES (?, '2026-11-30T00:00:00+00:00')", (name,))
+    old.executemany("INSERT INTO files (file_id, path, dir, status, size, mtime_ns, width, height, face_count) "
+                    "VALUES (?, ?, ?, 'done', 1, 1, 9, 9, ?)",
+                    [(1, b"/p/a.jpg", b"/p", 2), (2, b"/p/b.jpg", b"/p", 1)])  # paths as the store keeps them
+    old.execute("INSERT INTO persons (person_id, name) VALUES (7, 'Ada')")
+    old.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, embedding, embed_state, person_id) "
+                "VALUES (1, 0, 0.9, 10, 20, 30, 40, '[]', randomblob(512), 'done', 7), "
+                "(1, 1, 0.9, 50, 20, 30, 40, '[]', randomblob(512), 'done', 7), "
+                "(2, 0, 0.9, 10, 20, 30, 40, '[]', randomblob(512), 'done', 7)")
+    before = old.execute("SELECT face_id, file_id, embedding, person_id FROM faces ORDER BY face_id").fetchall()
     old.close()
-    monkeypatch.setattr(backend, "MIGRATIONS", MIGRATIONS)
     store = open_store(database)
     try:
-        assert store.migrations()[-1] == "0006_face_ids_never_reused"
+        assert [m for m in store.migrations() if m >= "0006"] == [name for name, _ in MIGRATIONS if name >= "0006"]
         after = store.conn.execute("SELECT face_id, file_id, embedding, person_id FROM faces ORDER BY face_id").fetchall()
-        assert after == before and len(after) >= 2
+        assert after == before and len(after) == 3
         assert "AUTOINCREMENT" in store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'faces'").fetchone()[0]
         newest = max(face_id for face_id, *_ in after)
         # the newest photo is analysed again: its face is deleted, and a new one comes in

@@ -19,11 +19,14 @@ import numpy as np
 import xxhash
 
 from facewatch.analysis import embed
-from facewatch.analysis.decode import MIN_LONG_SIDE, DecodeError, decode, decode_with_detail
+from facewatch.analysis.decode import MIN_LONG_SIDE, DecodeError, decode, decode_with_detail, exif_orientation
 from facewatch.analysis.detect import Detector
 from facewatch.store import Claim, Embedded, FaceJob, Result
 from facewatch.analysis.faces import find_faces
+from facewatch.analysis.tiles import overlap
+from facewatch.metadata.xmp import SIDECARS, named_regions, packet_in, sidecar_path
 
+XMP_MATCH = 0.3  # a face is the region of the photo's XMP it overlaps this much (IoU)
 # errors worth another try later: the disk, the mount or the network may come back
 TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE,
                     errno.ENOMEM, errno.EINTR, errno.ENXIO, errno.EHOSTDOWN, errno.ENOTCONN}
@@ -38,13 +41,14 @@ class _ProcessState:
     reading: object  # shared (pid, file id) pairs: what each analyser reads, for blame after a crash
     slot: int
     people: bool = False  # embed each face found, for the people stage
+    read_xmp: bool = False  # name faces as the photo's XMP does
 
 
 _state: Optional[_ProcessState] = None
 
 
 def init_process(database: str, model: str, min_confidence: float, small_faces: str, max_pixels: int,
-                 min_side: int, people: bool, owner_pid: int, reading) -> None:
+                 min_side: int, people: bool, read_xmp: bool, owner_pid: int, reading) -> None:
     """Pool initializer: one detector (and with `people`, one embedder) and one read-only store
     connection per process."""
     global _state
@@ -72,7 +76,7 @@ def init_process(database: str, model: str, min_confidence: float, small_faces: 
         if people:
             embed.warm()
     store = open_store(database, readonly=True)
-    _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side, reading, slot, people)
+    _state = _ProcessState(detector, store.find_by_hash, max_pixels, min_side, reading, slot, people, read_xmp)
 
 
 def _exit_with(pid: int) -> None:
@@ -132,7 +136,7 @@ def analyse(claim: Claim) -> Result:
     _state.reading[_state.slot] = claim.file_id
     started = time.perf_counter()
     result = analyse_file(claim, _state.detector, _state.find_by_hash, _state.max_pixels, _state.min_side,
-                          people=_state.people)
+                          people=_state.people, read_xmp=_state.read_xmp)
     _state.reading[_state.slot] = -1
     return replace(result, seconds=time.perf_counter() - started)
 
@@ -143,7 +147,7 @@ def content_id(data: bytes) -> str:
 
 
 def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, int], Optional[tuple]],
-                 max_pixels: int, min_side: int = MIN_LONG_SIDE, people: bool = False) -> Result:
+                 max_pixels: int, min_side: int = MIN_LONG_SIDE, people: bool = False, read_xmp: bool = False) -> Result:
     """Everything one file needs, with every failure turned into a Result that says why; with
     `people`, each face's embedding too."""
     worker_id = os.getpid()
@@ -168,6 +172,8 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
     except MemoryError:
         return Result(claim.file_id, "failed", error="not enough memory to decode this image", **seen)
     faces = find_faces(detector, data, picture, max_pixels)
+    if read_xmp and faces:
+        faces = named_as_in_xmp(faces, data, claim.path, picture)
     embeddings = ()
     if people and faces:
         try:
@@ -176,6 +182,31 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
             embeddings = ()
     return Result(claim.file_id, "done", content_hash=content_hash, width=picture.width,
                   height=picture.height, faces=tuple(faces), embeddings=embeddings, **seen)
+
+
+def named_as_in_xmp(faces: list, data: bytes, path: str, picture) -> list:
+    """The faces, each named as the region it matches (IoU >= 0.3) in the photo's XMP: embedded,
+    or in a sidecar (photo.jpg.xmp, photo.xmp). The best matches first; a region names one face."""
+    packets = [packet_in(data)]
+    for convention in SIDECARS:
+        try:
+            with open(sidecar_path(path, convention), "rb") as f:
+                packets.append(f.read(4 << 20))
+        except OSError:
+            continue
+    packets = [p for p in packets if p]
+    if not packets:
+        return faces
+    orientation = exif_orientation(data)
+    regions = [r for p in packets for r in named_regions(p, picture.width, picture.height, orientation)]
+    pairs = sorted(((overlap(f.bbox, r.box)[0], i, j) for i, f in enumerate(faces) for j, r in enumerate(regions)),
+                   reverse=True)
+    names, used = {}, set()
+    for iou, i, j in pairs:
+        if iou >= XMP_MATCH and i not in names and j not in used:
+            names[i] = regions[j].name
+            used.add(j)
+    return [replace(f, xmp_name=names[i]) if i in names else f for i, f in enumerate(faces)]
 
 
 class Unreadable(Exception):

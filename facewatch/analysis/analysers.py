@@ -45,7 +45,8 @@ class Analysers:
         self._pool = ProcessPoolExecutor(
             max_workers=self.count, mp_context=context, initializer=pool.init_process,
             initargs=(self.config.database, d.model, d.min_confidence, d.small_faces, p.max_pixels,
-                      p.min_decode_side, self.config.people.enabled, os.getpid(), self._reading))
+                      p.min_decode_side, self.config.people.enabled, self.config.metadata.read_xmp, os.getpid(),
+                      self._reading))
         warming = [self._pool.submit(pool.ready) for _ in range(self.count)]
         if wait:
             for f in warming:

@@ -93,6 +93,15 @@ def decode_with_detail(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SI
     return Decoded(mean, detail.width, detail.height, 8), detail
 
 
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation a file says it is shown in (1 when none, or a HEIF whose own
+    transformations were applied: pillow-heif resets it)."""
+    try:
+        return _header(data)[2]
+    except DecodeError:
+        return 1
+
+
 def _decode_raw(data: bytes, max_pixels: int, min_side: int) -> Decoded:
     """A camera's RAW file (raw.py): its full-size JPEG preview decoded as any JPEG and turned as
     the file says, else its sensor data demosaiced at half size."""

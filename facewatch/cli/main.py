@@ -309,6 +309,36 @@ def db_copy(ctx: click.Context, target: str) -> None:
                f"to {masked(target)} in {time.monotonic() - started:.1f} s (counts verified)")
 
 
+@main.group()
+def xmp() -> None:
+    """XMP sidecars: the faces and names of the index, for digiKam, Lightroom, darktable, Immich."""
+
+
+@xmp.command("write")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.pass_context
+def xmp_write(ctx: click.Context, paths: tuple) -> None:
+    """Write or merge the XMP sidecars of PATHS (photos or folders; default: the whole index)."""
+    from facewatch.results.sidecars import write_sidecars
+    from facewatch.store import ExportFilter
+    config = config_of(ctx)
+    wanted = [os.path.abspath(p) for p in paths]
+    with database_errors(ctx):
+        store = existing_store(ctx, config)
+        records = [r for r in store.iter_files(ExportFilter(statuses=("done",)))
+                   if not wanted or any(r.path == w or r.path.startswith(w.rstrip("/") + "/") for w in wanted)]
+        unknown = [w for w in wanted if not any(r.path == w or r.path.startswith(w.rstrip("/") + "/") for r in records)]
+        report = write_sidecars(records, config.metadata.sidecar_name)
+    for path, why in report.problems:
+        click.echo(f"facewatch: {path}: {why}", err=True)
+    for path in unknown:
+        click.echo(f"facewatch: {path}: no analysed photo there in the index", err=True)
+    click.echo(f"{report.written} sidecars written, {report.unchanged} already up to date "
+               f"({config.metadata.sidecar_name} names: {'photo.jpg.xmp' if config.metadata.sidecar_name == 'darktable' else 'photo.xmp'})")
+    if report.problems or unknown:
+        ctx.exit(1)
+
+
 @main.command("install-unit")
 @click.option("--output", default="/etc/systemd/system/facewatch.service", show_default=True,
               help="Where to write the unit; - for stdout.")
@@ -318,14 +348,15 @@ def install_unit(output: str, config_file: str) -> None:
     """Write the systemd unit, with ExecStart pointing at this installation of facewatch."""
     from facewatch.service.unit import render_unit, unit_warnings
     executable = os.path.join(sys.prefix, "bin", "facewatch")
-    database, listen = "", ""
+    database, listen, writable = "", "", []
     if os.path.exists(config_file):
         try:
             read = load_config(config_file)
             database, listen = read.database, read.metrics.listen or ""
+            writable = list(read.watch.paths) if read.metadata.write_xmp == "sidecar" else []
         except ConfigError as exc:
             click.echo(f"facewatch: warning: {exc}", err=True)
-    text = render_unit(executable, config_file, database, listen)
+    text = render_unit(executable, config_file, database, listen, sidecar_folders=writable)
     for warning in unit_warnings(executable, config_file):
         click.echo(f"facewatch: warning: {warning}", err=True)
     if output == "-":

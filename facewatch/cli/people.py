@@ -41,13 +41,22 @@ def people(ctx: click.Context, as_json: bool) -> None:
     with database_errors(ctx):
         store = existing_store(ctx, config)
         rows = [p.as_dict() for p in store.persons()]
+        conflicts: dict = {}
+        for person_id, name, path, index in store.conflicts():
+            conflicts.setdefault(person_id, []).append({"name": name, "path": path, "face": index})
         waiting = 0 if as_json else store.stats().faces_waiting
+    for row in rows:
+        if row["id"] in conflicts:  # faces named otherwise in their XMP than this person, who looked like them
+            row["conflicts"] = conflicts[row["id"]]
     if as_json:
         click.echo(json.dumps(rows))  # compact: Python's encoder is slow with indent, at 100,000 people
         return
     for row in rows:
         click.echo(f"{row['id']:>6}  {row['name'] or '(no name)':<24} {row['faces']:>6} faces "
                    f"{row['photos']:>6} photos  {row['cover'] or ''}")
+        for c in row.get("conflicts", []):
+            click.echo(f"        conflict: face {c['face']} of {c['path']} is named {c['name']!r} in its XMP and "
+                       "looks like this person: kept apart (merge them if they are one)")
     note = f", {waiting} faces not yet embedded" if waiting else ""
     click.echo(f"{len(rows)} {'person' if len(rows) == 1 else 'people'}{note}", err=True)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -33,6 +34,36 @@ NEIGHBOURS = 16
 SAME_FACE = 0.15  # closer than this to a face a user took out of a person: the same face, found again
 NO_PERSON = -1  # in the index: a face in no person
 BLOCK = 16384  # rows of the index measured against a batch of new faces in one matrix product
+
+
+@dataclass
+class Placed:
+    """What placing a batch decided: {face id: person id}, {person id: name from XMP}, and
+    (face id, person id, name) of faces their XMP names otherwise than the person they look like."""
+    placements: dict
+    names: dict
+    conflicts: list
+
+
+class _Names:
+    """Named people, by name (case-insensitive; a name several people have names none) and by id."""
+
+    def __init__(self, named: list[tuple[int, str]]):
+        self.by_id = dict(named)
+        counts: dict[str, list] = {}
+        for person, name in named:
+            counts.setdefault(name.casefold(), []).append(person)
+        self.by_name = {key: ids[0] for key, ids in counts.items() if len(ids) == 1}
+
+    def person(self, name: str) -> Optional[int]:
+        return self.by_name.get(name.casefold())
+
+    def name(self, person: int) -> Optional[str]:
+        return self.by_id.get(person)
+
+    def add(self, person: int, name: str) -> None:
+        self.by_id[person] = name
+        self.by_name.setdefault(name.casefold(), person)
 
 
 class PeopleIndex:
@@ -133,8 +164,10 @@ class PeopleIndex:
                 found[face][1].append(squared[face, row])
         return [(np.array(rows, np.int64), np.array(values, np.float32)) for rows, values in found]
 
-    def _verify(self, rows: list[int]) -> None:
-        """The database's word on these faces: gone ones leave the index, moved ones follow."""
+    def _verify(self, rows: list[int], since: int) -> None:
+        """The database's word on these faces: gone ones leave the index, moved ones follow. Rows
+        from `since` on were placed by this batch, which the database does not hold yet: kept."""
+        rows = [r for r in rows if r < since]
         now = self.store.faces_now([int(self.ids[r]) for r in rows])
         for r in rows:
             found = now.get(int(self.ids[r]))
@@ -148,23 +181,26 @@ class PeopleIndex:
         return {person for person, rejected_id, v in self.rejected
                 if rejected_id == face_id or float(np.linalg.norm(v - embedding)) < SAME_FACE}
 
-    def place(self, faces: list[tuple[int, int, Optional[int], np.ndarray]]) -> dict[int, int]:
-        """Place new faces (face id, file id, person id carried over or None, embedding), adding
-        them to the index; returns {face id: person id}, negative ids being people to create."""
-        placements: dict[int, int] = {}
+    def place(self, faces: list[tuple]) -> Placed:
+        """Place new faces (face id, file id, person id carried over or None, embedding[, the name its
+        XMP gives it]), adding them to the index. Negative person ids are people to create."""
+        placed = Placed({}, {}, [])
         in_file: dict[int, set] = {}  # persons placed in each file by this batch
-        new_person = NO_PERSON  # people to create are -2, -3, ...
+        self._new_person = NO_PERSON  # people to create are -2, -3, ...
         faces = sorted(faces, key=lambda f: f[0])
+        named = _Names(self.store.named_persons()) if any(len(f) > 4 and f[4] for f in faces) else None
         start = self.count  # the faces indexed before this batch are measured against it at once
         measured = self.close_rows(np.stack([f[3] for f in faces]).astype(np.float32), self.match_distance, start) \
             if faces and start else [None] * len(faces)
-        for (face_id, file_id, carried, embedding), seen in zip(faces, measured):
+        for face, seen in zip(faces, measured):
+            face_id, file_id, carried, embedding = face[:4]
+            name = face[4] if len(face) > 4 else None
             if carried is not None:  # an edited photo's face, found where a placed face was
                 self._add(face_id, file_id, carried, embedding)
                 continue
             near = self.neighbours(embedding, self.match_distance, exclude_file=file_id, measured=seen,
                                    start=start if seen is not None else 0)
-            self._verify([r for _, r in near])
+            self._verify([r for _, r in near], since=start)
             near = [(d, r) for d, r in near if self.alive[r] and self.files[r] != file_id]
             taken = self.store.persons_in_file(file_id) | in_file.get(file_id, set())
             refused = taken | self._rejects(face_id, embedding)
@@ -174,27 +210,63 @@ class PeopleIndex:
                 if person != NO_PERSON and person not in refused:
                     count, nearest = votes.get(person, (0, d))
                     votes[person] = (count + 1, min(nearest, d))
-            if votes:
-                person = min(votes, key=lambda p: (-votes[p][0], votes[p][1], p))
+            voted = min(votes, key=lambda p: (-votes[p][0], votes[p][1], p)) if votes else None
+            group: list = []  # the unplaced neighbours (of other photos) that join a person made now
+            if name:
+                person = self._named(face_id, name, voted, refused, named, placed)
+                if person < NO_PERSON:
+                    group = self._unplaced(near, file_id)
+            elif voted is not None:
+                person = voted
             else:
-                group, files = [], {file_id}
-                for d, r in near:
-                    if self.persons[r] == NO_PERSON and int(self.files[r]) not in files:
-                        group.append(r)
-                        files.add(int(self.files[r]))
+                group = self._unplaced(near, file_id)
                 if 1 + len(group) < self.min_faces:
                     self._add(face_id, file_id, None, embedding)
                     continue
-                new_person -= 1
-                person = new_person
-                for r in group:
-                    placements[int(self.ids[r])] = person
-                    self.persons[r] = person
-                    in_file.setdefault(int(self.files[r]), set()).add(person)
-            placements[face_id] = person
+                person = self._create()
+            for r in group:
+                placed.placements[int(self.ids[r])] = person
+                self.persons[r] = person
+                in_file.setdefault(int(self.files[r]), set()).add(person)
+            placed.placements[face_id] = person
             in_file.setdefault(file_id, set()).add(person)
             self._add(face_id, file_id, person, embedding)
-        return placements
+        return placed
+
+    def _unplaced(self, near: list, file_id: int) -> list[int]:
+        """Rows of the faces among `near` in no person, one per photo, none of `file_id`'s."""
+        group, files = [], {file_id}
+        for _, r in near:
+            if self.persons[r] == NO_PERSON and int(self.files[r]) not in files:
+                group.append(r)
+                files.add(int(self.files[r]))
+        return group
+
+    def _create(self) -> int:
+        self._new_person -= 1
+        return self._new_person
+
+    def _named(self, face_id: int, name: str, voted: Optional[int], refused: set, named: "_Names",
+               placed: "Placed") -> int:
+        """The person of a face its XMP names: the person of that name; else the one it looks like,
+        who takes the name if it has none; a person of another name never (a new person of this
+        name, and the conflict is kept for `facewatch people`)."""
+        existing = named.person(name)
+        if existing is not None and existing not in refused:
+            return existing
+        if voted is not None:
+            other = named.name(voted)
+            if other is None:
+                named.add(voted, name)
+                placed.names[voted] = name
+                return voted
+            if other.casefold() == name.casefold():
+                return voted
+            placed.conflicts.append((face_id, voted, name))
+        person = self._create()
+        named.add(person, name)
+        placed.names[person] = name
+        return person
 
     def created(self, mapping: dict[int, int]) -> None:
         """The people `place` named by negative ids were created with these ids (those not created,
@@ -242,16 +314,18 @@ class PeopleStage:
     def save(self, claimant: str, jobs: list, outcomes: list[Embedded], now: float) -> int:
         """Place the faces embedded now and store everything; returns faces saved."""
         file_of = {face_id: job.file_id for job in jobs for face_id, _ in job.faces}
+        name_of = {face_id: name for job in jobs for (face_id, _), name in zip(job.faces, job.names) if name}
         for attempt in range(3):
             self.index.refresh()
             # a face already in a person (an edited photo's, found where a placed face was) keeps it
             carried = {face_id: found[1] for face_id, found in self.store.faces_now(list(file_of)).items()
                        if found[1] is not None}
-            new = [(o.face_id, file_of[o.face_id], carried.get(o.face_id), vector(o.embedding))
+            new = [(o.face_id, file_of[o.face_id], carried.get(o.face_id), vector(o.embedding), name_of.get(o.face_id))
                    for o in outcomes if o.kind == "done"]
-            placements = self.index.place(new)
+            placed = self.index.place(new)
             try:
-                created = self.store.save_embeddings(claimant, outcomes, placements, now, self.index.version)
+                created = self.store.save_embeddings(claimant, outcomes, placed.placements, now, self.index.version,
+                                                     placed.names, tuple(placed.conflicts))
             except PeopleChanged:
                 log.info("people_changed_while_placing", attempt=attempt + 1)
                 self.index.version = -1  # reload: a user named, merged or unassigned meanwhile

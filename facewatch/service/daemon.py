@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import structlog
 
 from facewatch.config import Config, ConfigError, load_config
-from facewatch.service.jobs import Chores, Jobs
+from facewatch.service.jobs import SIDECARS_S, Chores, Jobs
 from facewatch.service.notify import Notifier
 from facewatch.service.signals import Signals
 from facewatch.store import DaemonInfo, StoreError, StoreUnusable, iso, open_store
@@ -156,6 +156,7 @@ class Daemon:
         self.config = self.worker.config = new
         self.jobs.reschedule("reconcile", new.schedule.reconcile_interval_s)
         self.jobs.reschedule("checkpoint", new.schedule.checkpoint_interval_s)
+        self.jobs.reschedule("sidecars", SIDECARS_S if new.metadata.write_xmp == "sidecar" else 600.0)
         log.info("config_reloaded", watch=list(new.watch.paths), added=added)
         if added:
             threading.Thread(target=self.chores.reconcile, args=(added,), name="reconcile-added",

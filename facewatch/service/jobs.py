@@ -14,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from facewatch.checkpoint import DatabaseCheckpointManager
 from facewatch.intake.reconcile import reconcile
+from facewatch.results.sidecars import write_sidecars
 from facewatch.store import TRANSIENT, Stats, StoreUnusable
 
 log = structlog.get_logger("facewatch.service.jobs")
@@ -30,6 +31,8 @@ PULSE_HELD_S = 15.0  # while another process holds the database: no heartbeat, o
 LOOP_STALL_S = 45.0  # the worker loop silent this long (and not asleep for want of work) is hung
 BATCH_HANG_S = 300.0  # a batch in flight this long is hung
 STALE_CLAIMS_S = 60.0  # leases last minutes; a dead host's claims come back within this
+SIDECARS_S = 5.0  # metadata.write_xmp: sidecar: sidecars follow the index within this
+SIDECAR_BATCH = 500
 # the counts of the status line and the metrics scan the index (0.3 s with a million files):
 # recounted when something changed, at most this share of a core's time, and at least every
 # STATUS_RECOUNT_S (other hosts)
@@ -153,6 +156,8 @@ class Chores:
             jobs.add("reconcile", self.reconcile, s.reconcile_interval_s, now=True)
         jobs.add("checkpoint", self.checkpoint, s.checkpoint_interval_s)
         jobs.add("release_stale", self.release_stale, STALE_CLAIMS_S)
+        jobs.add("sidecars", self.sidecars, SIDECARS_S if d.config.metadata.write_xmp == "sidecar" else 600.0,
+                 now=True)
         if d.metrics is not None:
             from facewatch.service.metrics import METRICS_S
             jobs.add("metrics", self.write_metrics, METRICS_S, now=True)
@@ -199,6 +204,25 @@ class Chores:
                       "current_threshold": d.config.detector.min_confidence})
         d.store.prune_checkpoints("daemon", d.config.schedule.keep_checkpoints)
         d.store.maintain()
+
+    def sidecars(self) -> None:
+        """metadata.write_xmp: sidecar: bring the sidecars of the photos whose faces or people
+        changed in line with the index, SIDECAR_BATCH at a time (off: nothing is due)."""
+        d = self.d
+        if d.config.metadata.write_xmp != "sidecar":
+            d.store.forget_sidecars_due()
+            return
+        while not d.signals.stop.is_set():
+            due = d.store.sidecars_due(SIDECAR_BATCH, placed_only=d.config.people.enabled)
+            if not due:
+                return
+            records = [r for r in (d.store.file_record(path) for _, path in due if path) if r is not None]
+            report = write_sidecars(records, d.config.metadata.sidecar_name)
+            d.store.sidecars_written([file_id for file_id, _ in due])
+            log.info("sidecars_written", written=report.written, unchanged=report.unchanged,
+                     problems=len(report.problems))
+            if len(due) < SIDECAR_BATCH:
+                return
 
     def write_metrics(self) -> None:
         """Refresh the gauges from the store and rewrite the metrics file."""

@@ -7,9 +7,11 @@ from importlib import resources
 TEMPLATE_EXEC = "ExecStart=/opt/facewatch/bin/facewatch --config /etc/facewatch/config.yaml run"
 
 
-def render_unit(executable: str, config_file: str, database: str = "", metrics_listen: str = "") -> str:
+def render_unit(executable: str, config_file: str, database: str = "", metrics_listen: str = "",
+                sidecar_folders: tuple = ()) -> str:
     """The unit for this installation; a PostgreSQL `database` (a URL) opens TCP to its server only,
-    `metrics_listen` (host:port) lets scrapers reach that address."""
+    `metrics_listen` (host:port) lets scrapers reach that address, `sidecar_folders` (the watched
+    folders, with metadata.write_xmp: sidecar) may be written: nothing else of the photos."""
     template = resources.files("facewatch.service").joinpath("facewatch.service").read_text(encoding="utf-8")
     assert TEMPLATE_EXEC in template, "the unit template lost its ExecStart line"
     text = template.replace(TEMPLATE_EXEC, f"ExecStart={executable} --config {config_file} run")
@@ -17,7 +19,19 @@ def render_unit(executable: str, config_file: str, database: str = "", metrics_l
         text = with_network(text, database)
     if metrics_listen:
         text = with_metrics(text, metrics_listen)
+    if sidecar_folders:
+        text = with_sidecars(text, sidecar_folders)
     return text
+
+
+def with_sidecars(text: str, folders) -> str:
+    """The unit, allowed to write in the watched folders (XMP sidecars beside the photos; the
+    photos themselves are never written): ReadWritePaths= overrides ProtectSystem= and
+    ProtectHome=read-only there and only there."""
+    anchor = "ProtectHome=read-only\n"
+    assert anchor in text, "the unit template lost ProtectHome=read-only"
+    lines = "".join(f"ReadWritePaths={folder}\n" for folder in folders)
+    return text.replace(anchor, anchor + "# metadata.write_xmp: sidecar: XMP sidecars are written beside the photos\n" + lines)
 
 
 def with_metrics(text: str, listen: str) -> str:

@@ -28,7 +28,8 @@ COPIED = {
     "persons": ["person_id", "name", "created_at"],
     "faces": ["face_id", "file_id", "idx", "score", "x", "y", "w", "h", "keypoints", "embedding", "embed_state",
               "embed_error", "embed_attempts", "embed_not_before", "embed_claimed_by", "embed_claimed_until",
-              "person_id"],
+              "person_id", "xmp_name"],
+    "person_conflicts": ["face_id", "person_id", "name"],
     "person_rejections": ["person_id", "face_id", "embedding"],
     "checkpoints": ["checkpoint_id", "batch_number", "processed_files_count", "status", "metadata", "created_at",
                     "kind", "last_file_id"],
@@ -93,6 +94,7 @@ class Face:
     bbox: tuple  # x, y, w, h in pixels of the displayed full-resolution image
     keypoints: tuple  # ((x, y), ...)
     person: Optional[tuple] = None  # (person id, name or None) once the people stage placed it
+    xmp_name: Optional[str] = None  # the name its region has in the photo's XMP (another tool's tagging)
 
     def as_dict(self) -> dict:
         person = None if self.person is None else {"id": self.person[0], "name": self.person[1]}
@@ -110,6 +112,7 @@ class FaceJob:
     faces: tuple  # ((face id, (x, y, w, h)), ...)
     attempts: int  # failed tries so far, the most of its faces'
     embeddings: tuple = ()  # with the faces embedded when they were found: each face's embedding
+    names: tuple = ()  # each face's name in its photo's XMP, or None
 
 
 @dataclass(frozen=True)
@@ -469,11 +472,24 @@ class Store(Protocol):
     def rejections(self) -> list[tuple[int, int, bytes]]:
         """(person id, face id, embedding) of every face a user took out of a person."""
     def save_embeddings(self, claimant: str, outcomes: list[Embedded], placements: dict[int, int],
-                        now: float, version: int) -> dict[int, int]:
+                        now: float, version: int, names: Optional[dict] = None,
+                        conflicts: tuple = ()) -> dict[int, int]:
         """Store embeddings and people in one transaction; `placements` maps face ids to person ids,
         negative ids naming people to create. Returns {negative id: new person id}. Raises
         PeopleChanged if people_version() is no longer `version`. Outcomes whose lease was lost
-        are dropped, and so are their placements."""
+        are dropped, and so are their placements. `names`: {person id: the name a face's XMP gives
+        it}, given only to people without one; `conflicts`: (face id, person id, name) of faces
+        named otherwise in their XMP than the person they looked like."""
+    def named_persons(self) -> list[tuple[int, str]]:
+        """(person id, name) of every named person."""
+    def conflicts(self) -> list[tuple]:
+        """(person id, the other name, path, face index) of faces their XMP names otherwise."""
+    def sidecars_due(self, limit: int, placed_only: bool = False) -> list[tuple[int, Optional[str]]]:
+        """(file id, path or None when the file is gone) of files whose XMP sidecar is out of date;
+        with `placed_only`, not those with faces still waiting for the people stage."""
+    def sidecars_written(self, file_ids: list[int]) -> None: ...
+    def forget_sidecars_due(self) -> int:
+        """Sidecars are not written (metadata.write_xmp: off): nothing is due."""
     def release_faces(self, claimant: str) -> int: ...
     def persons(self) -> list[Person]: ...
     def person(self, id_or_name: str) -> Person:

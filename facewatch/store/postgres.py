@@ -446,14 +446,15 @@ class PostgresStore(SQLiteStore):
         raw.execute("DELETE FROM pending WHERE file_id = ANY(%s)", (ids,))
         raw.execute("DELETE FROM faces WHERE file_id = ANY(%s)", (ids,))
         faces = [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]),
-                  same_person(f.bbox, before.get(r.file_id, [])), *embedding_columns(r, i))
+                  same_person(f.bbox, before.get(r.file_id, [])), *embedding_columns(r, i), f.xmp_name)
                  for r in results for i, f in enumerate(r.faces)]
         if faces:
             columns = list(zip(*faces))
             raw.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, person_id, embedding, "
-                        "embed_state, embed_error) "
+                        "embed_state, embed_error, xmp_name) "
                         "SELECT * FROM unnest(%s::int8[], %s::int4[], %s::float8[], %s::int4[], %s::int4[], "
-                        "%s::int4[], %s::int4[], %s::text[], %s::int8[], %s::bytea[], %s::text[], %s::text[])",
+                        "%s::int4[], %s::int4[], %s::text[], %s::int8[], %s::bytea[], %s::text[], %s::text[], "
+                        "%s::text[])",
                         [list(col) for col in columns])
         raw.execute("UPDATE files f SET status = 'done', error = NULL, size = n.s, mtime_ns = n.m, ctime_ns = n.t, "
                     "content_hash = n.h, width = n.w, height = n.ht, face_count = n.c, processed_at = %s, "

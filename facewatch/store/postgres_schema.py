@@ -102,4 +102,30 @@ MIGRATIONS = [
     ("0006_face_ids_never_reused", [
         "CREATE INDEX faces_done ON faces(face_id) WHERE embed_state = 'done'",
     ]),
+    ("0007_xmp", [
+        "ALTER TABLE faces ADD COLUMN xmp_name TEXT",
+        """CREATE TABLE person_conflicts (
+            face_id BIGINT PRIMARY KEY REFERENCES faces(face_id) ON DELETE CASCADE,
+            person_id BIGINT NOT NULL REFERENCES persons(person_id) ON DELETE CASCADE,
+            name TEXT NOT NULL)""",
+        "CREATE TABLE sidecars_due (file_id BIGINT PRIMARY KEY)",
+        """CREATE FUNCTION facewatch_sidecar_due() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_TABLE_NAME = 'persons' THEN
+                INSERT INTO sidecars_due (file_id) SELECT file_id FROM faces WHERE person_id = NEW.person_id
+                    ON CONFLICT DO NOTHING;
+            ELSIF TG_OP = 'DELETE' THEN
+                INSERT INTO sidecars_due (file_id) VALUES (OLD.file_id) ON CONFLICT DO NOTHING;
+            ELSE
+                INSERT INTO sidecars_due (file_id) VALUES (NEW.file_id) ON CONFLICT DO NOTHING;
+            END IF;
+            RETURN NULL;
+        END $$""",
+        "CREATE TRIGGER sidecar_face AFTER INSERT OR DELETE OR UPDATE OF person_id ON faces "
+        "FOR EACH ROW EXECUTE FUNCTION facewatch_sidecar_due()",
+        "CREATE TRIGGER sidecar_person_name AFTER UPDATE OF name ON persons "
+        "FOR EACH ROW EXECUTE FUNCTION facewatch_sidecar_due()",
+        "CREATE TRIGGER sidecar_file_moved AFTER UPDATE OF path ON files "
+        "FOR EACH ROW EXECUTE FUNCTION facewatch_sidecar_due()",
+    ]),
 ]

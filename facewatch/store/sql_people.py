@@ -41,15 +41,16 @@ class PeopleQueries:
             c.executemany("UPDATE faces SET embed_claimed_by=?, embed_claimed_until=? WHERE face_id=?", leased)
             files = {r[0]: (_s(r[1]), r[2]) for job in jobs for r in c.execute(
                 "SELECT file_id, path, content_hash FROM files WHERE file_id=?", (job[0],))}
-            vectors = {}
-            if embedded:
-                ids = [face_id for job in jobs for face_id, _ in job[1]]
-                for chunk in range(0, len(ids), 500):
-                    part = ids[chunk:chunk + 500]
-                    vectors.update((r[0], bytes(r[1])) for r in c.execute(
-                        f"SELECT face_id, embedding FROM faces WHERE face_id IN ({','.join('?' * len(part))})", part))
+            vectors, names = {}, {}
+            ids = [face_id for job in jobs for face_id, _ in job[1]]
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk:chunk + 500]
+                for face_id, blob, name in c.execute(f"SELECT face_id, embedding, xmp_name FROM faces "
+                                                     f"WHERE face_id IN ({','.join('?' * len(part))})", part):
+                    vectors[face_id], names[face_id] = (bytes(blob) if blob is not None else None), name
         return [FaceJob(file_id, *files[file_id], tuple(faces), attempts,
-                        tuple(vectors[face_id] for face_id, _ in faces) if embedded else ())
+                        tuple(vectors[face_id] for face_id, _ in faces) if embedded else (),
+                        tuple(names[face_id] for face_id, _ in faces))
                 for file_id, faces, attempts in jobs]
 
     def faces_ready(self, now: float) -> tuple[int, Optional[float]]:
@@ -96,7 +97,8 @@ class PeopleQueries:
             "SELECT person_id, face_id, embedding FROM person_rejections ORDER BY person_id, face_id")]
 
     def save_embeddings(self, claimant: str, outcomes: list[Embedded], placements: dict[int, int],
-                        now: float, version: int) -> dict[int, int]:
+                        now: float, version: int, names: Optional[dict] = None,
+                        conflicts: tuple = ()) -> dict[int, int]:
         created: dict[int, int] = {}
         with self._write() as c:
             if c.execute("SELECT version FROM people_meta").fetchone()[0] != version:
@@ -125,7 +127,42 @@ class PeopleQueries:
                     created[person] = c.execute("INSERT INTO persons (created_at) VALUES (?)",
                                                 (iso(now),)).lastrowid
                 c.execute("UPDATE faces SET person_id=? WHERE face_id=?", (created.get(person, person), face_id))
+            for person, name in (names or {}).items():  # from XMP: never over a name a person has
+                if created.get(person, person) > 0:
+                    c.execute("UPDATE persons SET name=? WHERE person_id=? AND name IS NULL",
+                              (name, created.get(person, person)))
+            for face_id, person, name in conflicts:
+                if face_id in owned and created.get(person, person) > 0:
+                    c.execute("DELETE FROM person_conflicts WHERE face_id=?", (face_id,))
+                    c.execute("INSERT INTO person_conflicts (face_id, person_id, name) VALUES (?, ?, ?)",
+                              (face_id, created.get(person, person), name))
         return created
+
+    def named_persons(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self.conn.execute(
+            "SELECT person_id, name FROM persons WHERE name IS NOT NULL ORDER BY person_id")]
+
+    def conflicts(self) -> list[tuple]:
+        return [(r[0], r[1], _s(r[2]), r[3]) for r in self.conn.execute(
+            "SELECT c.person_id, c.name, f.path, x.idx FROM person_conflicts c JOIN faces x ON x.face_id = c.face_id "
+            "JOIN files f ON f.file_id = x.file_id ORDER BY c.person_id, f.path, x.idx")]
+
+    def sidecars_due(self, limit: int, placed_only: bool = False) -> list[tuple[int, Optional[str]]]:
+        waiting = ("AND NOT EXISTS (SELECT 1 FROM faces x WHERE x.file_id = d.file_id AND x.embed_state = 'waiting') "
+                   if placed_only else "")
+        return [(r[0], None if r[1] is None else _s(r[1])) for r in self.conn.execute(
+            "SELECT d.file_id, f.path FROM sidecars_due d LEFT JOIN files f ON f.file_id = d.file_id "
+            f"WHERE 1 = 1 {waiting}ORDER BY d.file_id LIMIT ?", (limit,))]
+
+    def sidecars_written(self, file_ids: list[int]) -> None:
+        with self._write() as c:
+            for chunk in range(0, len(file_ids), 500):
+                part = file_ids[chunk:chunk + 500]
+                c.execute(f"DELETE FROM sidecars_due WHERE file_id IN ({','.join('?' * len(part))})", part)
+
+    def forget_sidecars_due(self) -> int:
+        with self._write() as c:
+            return c.execute("DELETE FROM sidecars_due").rowcount
 
     def release_faces(self, claimant: str) -> int:
         with self._write() as c:

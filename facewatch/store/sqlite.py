@@ -402,16 +402,16 @@ class SQLiteStore(PeopleQueries):
             c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
             c.executemany(
                 "INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, person_id, embedding, embed_state, "
-                "embed_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "embed_error, xmp_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.file_id, i, f.score, *f.bbox, json.dumps([list(k) for k in f.keypoints]),
-                  same_person(f.bbox, before), *embedding_columns(r, i)) for i, f in enumerate(r.faces)])
+                  same_person(f.bbox, before), *embedding_columns(r, i), f.xmp_name) for i, f in enumerate(r.faces)])
             width, height, count, processed_at = r.width, r.height, len(r.faces), iso(now)
         else:
             if step == COPY:
                 c.execute("DELETE FROM faces WHERE file_id=?", (r.file_id,))
                 c.execute("INSERT INTO faces (file_id, idx, score, x, y, w, h, keypoints, embedding, embed_state, "
-                          "embed_error, person_id) SELECT ?, idx, score, x, y, w, h, keypoints, embedding, "
-                          "embed_state, embed_error, person_id FROM faces WHERE file_id=?",
+                          "embed_error, person_id, xmp_name) SELECT ?, idx, score, x, y, w, h, keypoints, embedding, "
+                          "embed_state, embed_error, person_id, xmp_name FROM faces WHERE file_id=?",
                           (r.file_id, r.source_id))
             # processed_at is when these faces were computed: a copy has its source's, a touch keeps its own
             width, height, count, processed_at = c.execute(

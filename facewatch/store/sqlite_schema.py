@@ -151,6 +151,29 @@ MIGRATIONS = [
         "CREATE INDEX faces_person ON faces(person_id, file_id, w, h, score) WHERE person_id IS NOT NULL",
         "CREATE INDEX faces_done ON faces(face_id) WHERE embed_state = 'done'",
     ]),
+    ("0007_xmp", [
+        # the name a face's region has in the photo's XMP (another tool's tagging), read at analysis
+        "ALTER TABLE faces ADD COLUMN xmp_name TEXT",
+        # a face named in its XMP that looked like a person of another name: it starts its own person
+        # (names never merge), and `facewatch people` says so
+        """CREATE TABLE person_conflicts (
+            face_id INTEGER PRIMARY KEY REFERENCES faces(face_id) ON DELETE CASCADE,
+            person_id INTEGER NOT NULL REFERENCES persons(person_id) ON DELETE CASCADE,
+            name TEXT NOT NULL)""",
+        # files whose XMP sidecar no longer says what the index does: new faces, a face's person,
+        # a person's name, a new path (metadata.write_xmp: sidecar writes them, a batch at a time)
+        "CREATE TABLE sidecars_due (file_id INTEGER PRIMARY KEY)",
+        "CREATE TRIGGER sidecar_face_added AFTER INSERT ON faces BEGIN "
+        "INSERT OR IGNORE INTO sidecars_due (file_id) VALUES (NEW.file_id); END",
+        "CREATE TRIGGER sidecar_face_gone AFTER DELETE ON faces BEGIN "
+        "INSERT OR IGNORE INTO sidecars_due (file_id) VALUES (OLD.file_id); END",
+        "CREATE TRIGGER sidecar_face_person AFTER UPDATE OF person_id ON faces BEGIN "
+        "INSERT OR IGNORE INTO sidecars_due (file_id) VALUES (NEW.file_id); END",
+        "CREATE TRIGGER sidecar_person_name AFTER UPDATE OF name ON persons BEGIN "
+        "INSERT OR IGNORE INTO sidecars_due (file_id) SELECT file_id FROM faces WHERE person_id = NEW.person_id; END",
+        "CREATE TRIGGER sidecar_file_moved AFTER UPDATE OF path ON files BEGIN "
+        "INSERT OR IGNORE INTO sidecars_due (file_id) VALUES (NEW.file_id); END",
+    ]),
 ]
 
 
@@ -196,7 +219,9 @@ EXPECTED = {
     "pending": {"file_id", "enqueued_at", "not_before", "attempts", "claimed_by", "claimed_until"},
     "faces": {"face_id", "file_id", "idx", "score", "x", "y", "w", "h", "keypoints", "embedding", "embed_state",
               "embed_error", "embed_attempts", "embed_not_before", "embed_claimed_by", "embed_claimed_until",
-              "person_id"},
+              "person_id", "xmp_name"},
+    "person_conflicts": {"face_id", "person_id", "name"},
+    "sidecars_due": {"file_id"},
     "persons": {"person_id", "name", "created_at"},
     "person_rejections": {"person_id", "face_id", "embedding"},
     "people_meta": {"id", "version"},
