@@ -71,6 +71,11 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    listen: Optional[str] = None  # host:port: the daemon also serves the web interface (facewatch/web)
+
+
+@dataclass(frozen=True)
 class MetadataConfig:
     write_xmp: str = "off"  # off | sidecar: MWG face regions and names in XMP sidecars (facewatch/metadata/xmp.py)
     sidecar_name: str = "darktable"  # darktable (photo.jpg.xmp, digiKam too) | lightroom (photo.xmp)
@@ -94,6 +99,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: Optional[str] = None  # the file it was read from
 
     def with_paths(self, paths) -> "Config":
@@ -264,13 +270,13 @@ def _check(name: str, value: Any, fail) -> Any:
         if not isinstance(value, str) or not value:
             raise fail(name, f"expected a file's path (node_exporter reads *.prom files), got {value!r}")
         return os.path.expanduser(value)
-    if name == "metrics.listen":
+    if name in ("metrics.listen", "web.listen"):
         if value is None:
             return None
         text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
         host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
         if not port.isdigit() or not 0 < int(port) < 65536:
-            raise fail(name, f"expected host:port or a port (such as 127.0.0.1:9109), got {value!r}")
+            raise fail(name, f"expected host:port or a port (such as 127.0.0.1:{'9109' if name == 'metrics.listen' else '8750'}), got {value!r}")
         return f"{host.strip('[]') or '127.0.0.1'}:{port}"
     if name == "metadata.write_xmp":
         if value is False:  # YAML reads an unquoted `off` as false
@@ -285,3 +291,11 @@ def _check(name: str, value: Any, fail) -> Any:
         return _choice(name, level, fail, ("debug", "info", "warning", "error"))
     raise fail(name, "unknown key")
 
+
+def cache_folder() -> Path:
+    """Where facewatch keeps what it can make again (the network converted for onnxruntime, the web
+    interface's pictures): systemd's CacheDirectory= for the service, else the user's cache."""
+    folder = (os.environ.get("CACHE_DIRECTORY") or "").split(":")[0]
+    if folder:
+        return Path(folder)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facewatch"

@@ -28,9 +28,10 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from facewatch.config import cache_folder
 
 CHIP = 150  # the network's input: a 150x150 aligned face chip (dlib's get_face_chip, padding 0.25)
 CONVERTER = 1  # the version of what to_onnx builds: a cached graph of another version is not used
@@ -207,15 +208,6 @@ def to_onnx(layers: list[Layer]):
     model.ir_version = 8
     checker.check_model(model)
     return model
-
-
-def cache_folder() -> Path:
-    """Where converted models are kept: systemd's CacheDirectory= for the service, else the
-    user's cache."""
-    folder = (os.environ.get("CACHE_DIRECTORY") or "").split(":")[0]
-    if folder:
-        return Path(folder)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facewatch"
 
 
 def onnx_model(model_file: str, cached: bool = True) -> bytes:

@@ -309,6 +309,43 @@ def db_copy(ctx: click.Context, target: str) -> None:
                f"to {masked(target)} in {time.monotonic() - started:.1f} s (counts verified)")
 
 
+@main.command()
+@click.option("--listen", metavar="HOST:PORT", default=None,
+              help="Where to serve (default 127.0.0.1:8750; another address must be asked for here).")
+@click.pass_context
+def serve(ctx: click.Context, listen: Optional[str]) -> None:
+    """Serve the web interface over the live index; prints the address to open, with its token."""
+    import signal
+    import threading
+
+    from facewatch.web.server import DEFAULT_LISTEN, WebServer
+    config = config_of(ctx)
+    setup_logs(config)
+    listen = listen or DEFAULT_LISTEN
+    if ":" not in listen or not listen.rpartition(":")[2].isdigit():
+        raise click.BadParameter("expected HOST:PORT, such as 127.0.0.1:8750", param_hint="--listen")
+    with database_errors(ctx):
+        existing_store(ctx, config).close()
+        from facewatch.store import open_store
+        store = open_store(config.database)
+        try:
+            server = WebServer(config, store, listen)
+        except OSError as exc:
+            click.echo(f"facewatch: {listen}: cannot serve there: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())  # handlers only set a flag
+        signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+        server.start()
+        click.echo(f"facewatch: serving the index at {server.url}", err=True)
+        try:
+            while not stop.wait(3600):
+                pass
+        finally:
+            server.close()
+            store.close()
+
+
 @main.group()
 def xmp() -> None:
     """XMP sidecars: the faces and names of the index, for digiKam, Lightroom, darktable, Immich."""
@@ -354,6 +391,7 @@ def install_unit(output: str, config_file: str) -> None:
             read = load_config(config_file)
             database, listen = read.database, read.metrics.listen or ""
             writable = list(read.watch.paths) if read.metadata.write_xmp == "sidecar" else []
+            listen = ",".join(a for a in (read.metrics.listen, read.web.listen) if a)
         except ConfigError as exc:
             click.echo(f"facewatch: warning: {exc}", err=True)
     text = render_unit(executable, config_file, database, listen, sidecar_folders=writable)

@@ -100,6 +100,19 @@ def people_unassign(ctx: click.Context, path: str, face_index: int) -> None:
     click.echo(f"face {face_index} of {os.path.abspath(path)} left person {left}; it will not join it again")
 
 
+@people.command("hide")
+@click.argument("person_id", type=int)
+@click.option("--show", is_flag=True, help="Show a hidden person again.")
+@click.pass_context
+def people_hide(ctx: click.Context, person_id: int, show: bool) -> None:
+    """Hide person PERSON_ID from the web interface's people page (a stranger in the background)."""
+    config = config_of(ctx)
+    with database_errors(ctx), _people_errors(ctx):
+        store = _writable(ctx, config)
+        store.hide_person(person_id, not show)
+    click.echo(f"person {person_id} is {'shown' if show else 'hidden'}")
+
+
 @people.command("sheet")
 @click.argument("person", metavar="ID_OR_NAME")
 @click.argument("out", type=click.Path(dir_okay=False))

@@ -70,7 +70,7 @@ def build_gallery(store: Store, config: Config, out: str, stats: dict, page_size
     failed = [r for r in store.iter_files(ExportFilter(statuses=("failed",)))]
     report.photos = len(done)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV decodes without the GIL
-        made = list(pool.map(lambda r: _thumbnails(r, out, config.processing.max_pixels), done))
+        made = list(pool.map(lambda r: make_pictures(r, out, config.processing.max_pixels), done))
     report.thumbnails_made = sum(m for m in made if m is not None)
     report.thumbnails_kept = sum(1 for m in made if m == 0)
     report.unreadable = sum(1 for m in made if m is None)
@@ -87,7 +87,7 @@ def build_gallery(store: Store, config: Config, out: str, stats: dict, page_size
     return report
 
 
-def _thumbnails(record: FileRecord, out: str, max_pixels: int) -> Optional[int]:
+def make_pictures(record: FileRecord, out: str, max_pixels: int) -> Optional[int]:
     """Make the record's thumbnail and large picture unless they exist; how many were made
     (None: the file cannot be read now, and its page shows no picture)."""
     import cv2

@@ -66,8 +66,9 @@ class Daemon:
         self.jobs = Jobs(on_fatal=self.fail)
         self.chores = Chores(self)
         self.pulse = self.chores.pulse()
-        self.metrics = None  # facewatch.service.metrics.Metrics when metrics.textfile or metrics.listen is set
+        self.metrics = None  # facewatch.results.metrics.Metrics when metrics.textfile or metrics.listen is set
         self._metrics_server = None
+        self._web = None  # facewatch.web.server.WebServer when web.listen is set
         self.tick = clock()
         self.fatal: Optional[StoreError] = None
         now = clock()
@@ -93,7 +94,7 @@ class Daemon:
         self.worker = Worker(self.store, self.config, claimant=self.identity.name)
         m = self.config.metrics
         if m.textfile or m.listen:
-            from facewatch.service.metrics import Metrics
+            from facewatch.results.metrics import Metrics
             self.metrics = Metrics(m.textfile, self.clock())
             self.worker.on_saved = lambda batch: self.metrics.saved(batch.results)
             if m.listen:
@@ -102,6 +103,8 @@ class Daemon:
                 except OSError as exc:  # taken, or not an address of this host: say so, go on without
                     log.error("metrics_not_served", listen=m.listen, error=exc.strerror or str(exc))
         self.worker.start()
+        if self.config.web.listen:
+            self._serve_web(self.config.web.listen)
         if not self.worker_only:
             self.watcher = Watcher(self.store, self.config, on_enqueued=self.wake.set, clock=self.clock,
                                    on_fatal=self.fail)
@@ -121,6 +124,17 @@ class Daemon:
         if self.fatal is not None:
             raise self.fatal
         return 0
+
+    def _serve_web(self, listen: str) -> None:
+        """web.listen: the web interface from this daemon, over its store (a thread of its own)."""
+        from facewatch.web.server import WebServer
+        try:
+            self._web = WebServer(self.config, self.store, listen)
+        except OSError as exc:  # taken, or not an address of this host: say so, go on without
+            log.error("web_not_served", listen=listen, error=exc.strerror or str(exc))
+            return
+        self._web.start()
+        log.info("web_serving", listen=f"{self._web.host}:{self._web.port}")
 
     def _before_step(self, now: float) -> None:
         if self.signals.reload:
@@ -177,6 +191,8 @@ class Daemon:
         self._last_words()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+        if self._web is not None:
+            self._web.close()
         self.store.unlock()
         self.store.close()
         self.notifier.close()

@@ -159,7 +159,7 @@ class Chores:
         jobs.add("sidecars", self.sidecars, SIDECARS_S if d.config.metadata.write_xmp == "sidecar" else 600.0,
                  now=True)
         if d.metrics is not None:
-            from facewatch.service.metrics import METRICS_S
+            from facewatch.results.metrics import METRICS_S
             jobs.add("metrics", self.write_metrics, METRICS_S, now=True)
 
     def pulse(self) -> Pulse:

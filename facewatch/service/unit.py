@@ -35,12 +35,13 @@ def with_sidecars(text: str, folders) -> str:
 
 
 def with_metrics(text: str, listen: str) -> str:
-    """The unit with the host's network (a private one is unreachable) and TCP, for /metrics."""
+    """The unit with the host's network (a private one is unreachable) and TCP, for /metrics and the
+    web interface (`listen`: their host:port, comma-separated)."""
     text = text.replace("PrivateNetwork=yes\n", "")
     if "AF_INET" not in text:
         text = text.replace("RestrictAddressFamilies=AF_UNIX", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6")
-    host = listen.rpartition(":")[0]
-    if host in ("127.0.0.1", "::1", "localhost"):
+    hosts = [address.rpartition(":")[0].strip("[]") for address in listen.split(",") if address]
+    if all(host in ("127.0.0.1", "::1", "localhost") for host in hosts):
         text = text.replace("IPAddressDeny=any", "IPAddressDeny=any\nIPAddressAllow=localhost")
     else:  # scrapers from elsewhere: any address may connect
         text = text.replace("IPAddressDeny=any\n", "").replace("IPAddressAllow=", "# IPAddressAllow=")

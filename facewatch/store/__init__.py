@@ -15,16 +15,17 @@ from typing import Optional
 
 from facewatch.store.contract import (CHECKPOINT_STATUSES, COPIED, DIMENSIONS, FACES_PER_JOB, HEARTBEAT_STALE_S,
                                       CheckpointRecord, Claim, DaemonInfo, Embedded, ExportFilter, Face, FaceJob,
-                                      FileRecord, FileStat, Known, PeopleChanged, PeopleError, Result, Source, Stats,
-                                      Store, checkpoint_status, is_url, iso, masked, needs_analysis)
+                                      FileRecord, FileStat, Known, PeopleChanged, PeopleError, Person, PersonFace,
+                                      Result, Source, Stats, Store, checkpoint_status, is_url, iso, masked,
+                                      needs_analysis)
 from facewatch.store.errors import (TRANSIENT, DatabaseInUse, StoreBusy, StoreError, StoreUnavailable,
                                     StoreUnusable)
 
-__all__ = ["CHECKPOINT_STATUSES", "COPIED", "DIMENSIONS", "FACES_PER_JOB", "HEARTBEAT_STALE_S", "CheckpointRecord", "Claim",
-           "DaemonInfo", "Embedded", "ExportFilter", "Face", "FaceJob", "FileRecord", "FileStat", "Known",
-           "PeopleChanged", "PeopleError", "Result", "Source", "Stats", "Store", "checkpoint_status", "is_url", "iso",
-           "masked", "needs_analysis", "TRANSIENT", "DatabaseInUse", "StoreBusy", "StoreError", "StoreUnavailable",
-           "StoreUnusable", "open_store", "as_store", "open_reader"]
+__all__ = ["CHECKPOINT_STATUSES", "COPIED", "DIMENSIONS", "FACES_PER_JOB", "HEARTBEAT_STALE_S", "CheckpointRecord",
+           "Claim", "DaemonInfo", "Embedded", "ExportFilter", "Face", "FaceJob", "FileRecord", "FileStat", "Known",
+           "PeopleChanged", "PeopleError", "Person", "PersonFace", "Result", "Source", "Stats", "Store",
+           "checkpoint_status", "is_url", "iso", "masked", "needs_analysis", "TRANSIENT", "DatabaseInUse", "StoreBusy",
+           "StoreError", "StoreUnavailable", "StoreUnusable", "open_store", "as_store", "open_reader"]
 
 
 def open_store(database: str, readonly: bool = False) -> Store:

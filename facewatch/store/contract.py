@@ -25,7 +25,7 @@ COPIED = {
     "files": ["file_id", "path", "dir", "size", "mtime_ns", "ctime_ns", "status", "width", "height",
               "face_count", "content_hash", "error", "processed_at", "updated_at"],
     "pending": ["file_id", "enqueued_at", "not_before", "attempts", "claimed_by", "claimed_until"],
-    "persons": ["person_id", "name", "created_at"],
+    "persons": ["person_id", "name", "created_at", "hidden"],
     "faces": ["face_id", "file_id", "idx", "score", "x", "y", "w", "h", "keypoints", "embedding", "embed_state",
               "embed_error", "embed_attempts", "embed_not_before", "embed_claimed_by", "embed_claimed_until",
               "person_id", "xmp_name"],
@@ -143,10 +143,12 @@ class Person:
     faces: int
     photos: int
     cover: Optional[str]  # path of the photo of its best face
+    cover_face: Optional[int] = None  # that face's id
+    hidden: bool = False  # hidden by the user (a stranger in the background)
 
     def as_dict(self) -> dict:
         return {"id": self.person_id, "name": self.name, "faces": self.faces, "photos": self.photos,
-                "cover": self.cover}
+                "cover": self.cover, "hidden": self.hidden}
 
 
 @dataclass(frozen=True)
@@ -480,6 +482,11 @@ class Store(Protocol):
         are dropped, and so are their placements. `names`: {person id: the name a face's XMP gives
         it}, given only to people without one; `conflicts`: (face id, person id, name) of faces
         named otherwise in their XMP than the person they looked like."""
+    def hide_person(self, person_id: int, hidden: bool = True) -> None:
+        """Hide a person from the people page (or show it again); PeopleError if there is none."""
+    def face(self, face_id: int) -> Optional[PersonFace]:
+        """One face, where it is (any face, in a person or not), or None."""
+    def file_by_id(self, file_id: int) -> Optional[FileRecord]: ...
     def named_persons(self) -> list[tuple[int, str]]:
         """(person id, name) of every named person."""
     def conflicts(self) -> list[tuple]:

@@ -128,4 +128,9 @@ MIGRATIONS = [
         "CREATE TRIGGER sidecar_file_moved AFTER UPDATE OF path ON files "
         "FOR EACH ROW EXECUTE FUNCTION facewatch_sidecar_due()",
     ]),
+    # a person the user hid (not someone to name: a stranger in the background); the web interface
+    # leaves them out of the people page unless asked
+    ("0008_hidden_people", [
+        "ALTER TABLE persons ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0",
+    ]),
 ]

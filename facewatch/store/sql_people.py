@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Iterator, Optional
 
-from facewatch.store.contract import (FACES_PER_JOB, Embedded, FaceJob, IndexedFace, PeopleChanged,
+from facewatch.store.contract import (FACES_PER_JOB, Embedded, FaceJob, FileRecord, IndexedFace, PeopleChanged,
                                       PeopleError, Person, PersonFace, group_jobs, iso, pick_person)
 from facewatch.store.errors import StoreError
 
@@ -138,6 +138,21 @@ class PeopleQueries:
                               (face_id, created.get(person, person), name))
         return created
 
+    def hide_person(self, person_id: int, hidden: bool = True) -> None:
+        with self._write() as c:
+            if not c.execute("UPDATE persons SET hidden=? WHERE person_id=?", (int(hidden), person_id)).rowcount:
+                raise PeopleError(f"there is no person {person_id}: `facewatch people` lists them")
+
+    def face(self, face_id: int) -> Optional[PersonFace]:
+        row = self.conn.execute(
+            "SELECT x.face_id, f.path, x.idx, x.score, x.x, x.y, x.w, x.h, x.file_id FROM faces x "
+            "JOIN files f USING (file_id) WHERE x.face_id = ?", (face_id,)).fetchone()
+        return None if row is None else PersonFace(row[0], _s(row[1]), row[2], row[3], tuple(row[4:8]), row[8])
+
+    def file_by_id(self, file_id: int) -> Optional[FileRecord]:
+        row = self.conn.execute("SELECT path FROM files WHERE file_id = ?", (file_id,)).fetchone()
+        return None if row is None else self.file_record(_s(row[0]))
+
     def named_persons(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self.conn.execute(
             "SELECT person_id, name FROM persons WHERE name IS NOT NULL ORDER BY person_id")]
@@ -174,18 +189,22 @@ class PeopleQueries:
             counts = {r[0]: r[1:] for r in c.execute(
                 "SELECT person_id, count(*), count(DISTINCT file_id), max(w * h * score) FROM faces "
                 "INDEXED BY faces_person WHERE person_id IS NOT NULL GROUP BY person_id")}
-            names = dict(c.execute("SELECT person_id, name FROM persons").fetchall())
+            names, hidden = {}, set()
+            for pid, name, hide in c.execute("SELECT person_id, name, hidden FROM persons"):
+                names[pid] = name
+                if hide:
+                    hidden.add(pid)
             # the cover: the photo of its largest, surest face (the first such face, if several)
             best = [(pid, n[2]) for pid, n in counts.items()]
             covers = {}
             for pid, size in best:
-                row = c.execute("SELECT f.path FROM faces x INDEXED BY faces_person JOIN files f USING (file_id) "
-                                "WHERE x.person_id = ? AND x.w * x.h * x.score = ? ORDER BY x.file_id LIMIT 1",
-                                (pid, size)).fetchone()
-                covers[pid] = _s(row[0]) if row else None
-        people = [Person(pid, names.get(pid), n[0], n[1], covers.get(pid)) for pid, n in counts.items()
-                  if pid in names]
-        people += [Person(pid, name, 0, 0, None) for pid, name in names.items()
+                row = c.execute("SELECT f.path, x.face_id FROM faces x INDEXED BY faces_person JOIN files f "
+                                "USING (file_id) WHERE x.person_id = ? AND x.w * x.h * x.score = ? "
+                                "ORDER BY x.file_id LIMIT 1", (pid, size)).fetchone()
+                covers[pid] = (_s(row[0]), row[1]) if row else (None, None)
+        people = [Person(pid, names.get(pid), n[0], n[1], *covers.get(pid, (None, None)), pid in hidden)
+                  for pid, n in counts.items() if pid in names]
+        people += [Person(pid, name, 0, 0, None, None, pid in hidden) for pid, name in names.items()
                    if name is not None and pid not in counts]
         return sorted(people, key=lambda p: (-p.faces, p.person_id))
 

@@ -174,6 +174,11 @@ MIGRATIONS = [
         "CREATE TRIGGER sidecar_file_moved AFTER UPDATE OF path ON files BEGIN "
         "INSERT OR IGNORE INTO sidecars_due (file_id) VALUES (NEW.file_id); END",
     ]),
+    # a person the user hid (not someone to name: a stranger in the background); the web interface
+    # leaves them out of the people page unless asked
+    ("0008_hidden_people", [
+        "ALTER TABLE persons ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0",
+    ]),
 ]
 
 
@@ -222,7 +227,7 @@ EXPECTED = {
               "person_id", "xmp_name"},
     "person_conflicts": {"face_id", "person_id", "name"},
     "sidecars_due": {"file_id"},
-    "persons": {"person_id", "name", "created_at"},
+    "persons": {"person_id", "name", "created_at", "hidden"},
     "person_rejections": {"person_id", "face_id", "embedding"},
     "people_meta": {"id", "version"},
     "checkpoints": {"checkpoint_id", "batch_number", "processed_files_count", "status", "metadata",
