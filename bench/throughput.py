@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--size", default="12mp", help="their size: 12mp or 1080p")
     parser.add_argument("--groups", type=int, default=0, metavar="N",
                         help="when making the corpus: every Nth photo a real group photo")
+    parser.add_argument("--groups-from", choices=["pypi", "tuning", "held-out"], default="pypi",
+                        help="when making the corpus: which group photos (make_corpus.group_photos)")
     parser.add_argument("--small-faces", default="auto",
                         help="detector.small_faces settings to run, comma-separated (off,auto,always)")
     parser.add_argument("--people", default="on", help="people.enabled settings to run, comma-separated (on,off)")
@@ -163,7 +165,8 @@ def main() -> None:
     if not files:
         from make_corpus import make_corpus
         print(f"making {args.count} photos of {args.size} in {args.corpus} ...", flush=True)
-        files = sorted(str(p) for p in make_corpus(args.corpus, args.count, args.size, group_every=args.groups))
+        files = sorted(str(p) for p in make_corpus(args.corpus, args.count, args.size, group_every=args.groups,
+                                                           groups_from=args.groups_from))
     n = len(files)
     print(f"corpus: {n} JPEGs in {args.corpus}; machine: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}", flush=True)
