@@ -96,9 +96,9 @@ def test_auto_looks_closer_only_at_signs_of_small_faces():
         return Face(score, (100, 100, width, width), ())
     assert closer_look([], 4000, 3000, "auto") is None  # nothing to go on
     assert closer_look([face(900)], 4000, 3000, "auto") is None  # a portrait
-    assert closer_look([face(900), face(300)], 4000, 3000, "auto") == 150  # a group: half the smallest
+    assert closer_look([face(900), face(300)], 4000, 3000, "auto") == 180  # a group: the next row back
     assert closer_look([face(900), face(450)], 4000, 3000, "auto") is None  # two, near: no smaller ones
-    assert closer_look([face(60)], 730, 276, "auto") == 30  # a small picture: cheap to tile
+    assert closer_look([face(60)], 730, 276, "auto") == 36  # a small picture: cheap to tile
     assert closer_look([face(900)], 4000, 3000, "always") == 32
     assert closer_look([face(900), face(300)], 4000, 3000, "off") is None
 
@@ -140,9 +140,11 @@ def test_a_real_group_photo_of_26_people_in_651_by_276_pixels(tmp_path, detector
 
 
 def test_a_face_near_the_full_size_passs_limit_is_boxed_as_the_loop_boxes_it(tmp_path, detectors, hand_loop):
-    """A real group photo (from PyPI) framed on a 12 MP canvas: two men, one face of 4.7% of the long
-    side that only the full-size pass sees (the 1/8 decode scores it 0.43, below MediaPipe's floor),
-    and draws 1.5 times wider than a closer look does: kept with the box of the whole-picture pass."""
+    """A real group photo (from PyPI) framed on a 12 MP canvas: two men walking, one face of 4.7% of
+    the long side that only the full-size pass sees (the 1/8 decode scores it 0.43, below MediaPipe's
+    floor), and draws 1.5 times wider than a closer look does: kept with the box of the
+    whole-picture pass; and the other man's face, 3% of the long side, which no single pass sees
+    and a ninth of the picture shows."""
     from make_corpus import make_corpus
     from conftest import reference_faces
     try:
@@ -153,8 +155,11 @@ def test_a_face_near_the_full_size_passs_limit_is_boxed_as_the_loop_boxes_it(tmp
     assert len(expected) == 1 and 0.04 <= expected[0][0][2] / 4000 <= 0.055, "the corpus changed"
     assert faces_in(detectors["off"], path) == [], "the corpus changed: the reduced decode shows this face"
     found = faces_in(detectors["auto"], path)
+    assert len(found) == 2, [f.bbox for f in found]
     # the closer look's own box overlaps the loop's by 0.44; the whole pass's, drawn from the 1/8 decode, by 0.79
-    assert len(found) == 1 and iou(found[0].bbox, expected[0][0]) >= 0.75, [f.bbox for f in found]
+    assert max(iou(f.bbox, expected[0][0]) for f in found) >= 0.75, [f.bbox for f in found]
+    other = next(f for f in found if iou(f.bbox, expected[0][0]) < 0.1)
+    assert 0.025 <= other.bbox[2] / 4000 <= 0.04 and abs(other.bbox[1] - expected[0][0][1]) < 200  # beside him
 
 
 def test_the_whole_picture_pass_is_mediapipes_own_graph_and_also_says_what_it_is_unsure_of(tmp_path, photo_dir,

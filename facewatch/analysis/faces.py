@@ -8,8 +8,8 @@ from typing import Optional
 
 from facewatch.analysis.decode import Decoded, decode
 from facewatch.analysis.detect import Detector
-from facewatch.analysis.tiles import (LOOP_MAY_SEE, MIN_DETAIL, WHOLE_SEES, closer_look, hint_of, levels, merge, quarter,
-                                      same_face)
+from facewatch.analysis.tiles import (LOOP_MAY_SEE, MIN_DETAIL, NO_FACE_TILES, WHOLE_SEES, across, closer_look,
+                                      hint_of, levels, merge, same_face)
 from facewatch.store import Face
 
 
@@ -27,9 +27,10 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
     if detector.small_faces == "auto":
         if not sure and not any(f.bbox[2] >= WHOLE_SEES * long_side for f in faces):
             # no face the whole pass was sure of, nor one its hints showed that is plain to it:
-            # faces near its limit can still be plain in a quarter of the picture (four
-            # overlapping tiles of the same decode)
-            found = detector.tiles(rgb, width, height, scale, [quarter(width, height)], known=faces)
+            # a crowd's faces (3-7% of the long side: a conference photo) and faces near the
+            # pass's limit hidden by a reduced decode are plain in a ninth of the picture (nine
+            # overlapping tiles of the same decode, each seen at the model's size)
+            found = detector.tiles(rgb, width, height, scale, [across(width, height, NO_FACE_TILES)], known=faces)
             faces = merge(faces, [drawn_as(hints, f, picture) for f in found])
     smallest = closer_look(faces, width, height, detector.small_faces)
     if smallest is not None:
