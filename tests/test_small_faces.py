@@ -98,6 +98,8 @@ def test_auto_looks_closer_only_at_signs_of_small_faces():
     assert closer_look([face(900)], 4000, 3000, "auto") is None  # a portrait
     assert closer_look([face(900), face(300)], 4000, 3000, "auto") == 180  # a group: the next row back
     assert closer_look([face(900), face(450)], 4000, 3000, "auto") is None  # two, near: no smaller ones
+    assert closer_look([face(100)], 4000, 3000, "auto") == 60  # one face as small as a crowd's
+    assert closer_look([face(200)], 4000, 3000, "auto") is None  # one person, farther off
     assert closer_look([face(60)], 730, 276, "auto") == 36  # a small picture: cheap to tile
     assert closer_look([face(900)], 4000, 3000, "always") == 32
     assert closer_look([face(900), face(300)], 4000, 3000, "off") is None

@@ -8,8 +8,8 @@ from typing import Optional
 
 from facewatch.analysis.decode import Decoded, decode
 from facewatch.analysis.detect import Detector
-from facewatch.analysis.tiles import (LOOP_MAY_SEE, MIN_DETAIL, NO_FACE_TILES, WHOLE_SEES, across, closer_look,
-                                      hint_of, levels, merge, same_face)
+from facewatch.analysis.tiles import (FACE_IN_TILE, LOOP_MAY_SEE, MIN_DETAIL, NO_FACE_TILES, WHOLE_SEES, across,
+                                      closer_look, hint_of, levels, merge, same_face)
 from facewatch.store import Face
 
 
@@ -24,21 +24,24 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
         return sure
     full_size = FullSizePass(detector, data, max_pixels, picture)
     faces = merge(sure, confirmed_hints(detector, picture, hints, full_size))
+    seen_from = WHOLE_SEES * long_side  # faces from this wide are seen already
     if detector.small_faces == "auto":
         if not sure and not any(f.bbox[2] >= WHOLE_SEES * long_side for f in faces):
             # no face the whole pass was sure of, nor one its hints showed that is plain to it:
             # a crowd's faces (3-7% of the long side: a conference photo) and faces near the
             # pass's limit hidden by a reduced decode are plain in a ninth of the picture (nine
             # overlapping tiles of the same decode, each seen at the model's size)
-            found = detector.tiles(rgb, width, height, scale, [across(width, height, NO_FACE_TILES)], known=faces)
+            side = across(width, height, NO_FACE_TILES)
+            found = detector.tiles(rgb, width, height, scale, [side], known=faces)
             faces = merge(faces, [drawn_as(hints, f, picture) for f in found])
+            seen_from = side / FACE_IN_TILE
     smallest = closer_look(faces, width, height, detector.small_faces)
     if smallest is not None:
         finest = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
         detail = picture  # the first decode, unless too coarse for faces this small
         if scale > finest:
             detail = decode(data, max_pixels, min_side=-(-long_side // finest))
-        found = detector.tiles(detail.rgb, width, height, detail.scale, levels(width, height, smallest),
+        found = detector.tiles(detail.rgb, width, height, detail.scale, levels(width, height, smallest, seen_from),
                                known=faces)
         faces = merge(faces, [drawn_as(hints, f, picture) for f in found])
     if not sure and scale > 1:

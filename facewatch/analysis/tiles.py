@@ -20,6 +20,7 @@ WHOLE_SEES = 0.07  # the whole-picture pass finds faces from about this fraction
 # about 4.5% of the long side, and draws one near its limit up to 1.5 times wider than tiles do
 LOOP_MAY_SEE = 0.03
 SMALL = 0.10  # of the long side: a face this small may stand beside smaller ones
+CROWD = 0.035  # of the long side: a face this small is one of a crowd's, alone or not
 SMALL_PICTURE = 1024  # long side: so few tiles that any hint of a face pays for a closer look
 MIN_DETAIL = 16  # decoded pixels across the smallest face looked for
 HINT_SIZES = 1.6  # a face of a hint's width within this factor is the face it hints at
@@ -43,8 +44,9 @@ def closer_look(faces: Iterable[Face], width: int, height: int, mode: str) -> Op
 
     `faces` are those found so far. `always` looks everywhere for the smallest faces worth it.
     `auto` looks when they show signs of faces too small for the whole-picture pass: two or more
-    faces of which one is small (a group: its farther faces are smaller still), or any face at all
-    in a small picture (cheap to tile). It then looks for faces down to BEHIND the smallest it saw."""
+    faces of which one is small (a group: its farther faces are smaller still), one face as small
+    as a crowd's (a distant person: others stand near), or any face at all in a small picture
+    (cheap to tile). It then looks for faces down to BEHIND the smallest it saw."""
     floor = min_face(width, height)
     if mode == "always":
         return floor
@@ -56,7 +58,7 @@ def closer_look(faces: Iterable[Face], width: int, height: int, mode: str) -> Op
     long_side = max(width, height)
     sizes = [f.bbox[2] for f in faces]
     group = len(faces) >= 2 and min(sizes) < SMALL * long_side
-    if not (group or long_side <= SMALL_PICTURE):
+    if not (group or min(sizes) < CROWD * long_side or long_side <= SMALL_PICTURE):
         return None
     smallest = max(round(BEHIND * min(sizes)), floor)
     return smallest if smallest < WHOLE_SEES * long_side else None
@@ -67,14 +69,15 @@ def across(width: int, height: int, count: int) -> int:
     return round(max(width, height) / (count - (count - 1) * OVERLAP))
 
 
-def levels(width: int, height: int, smallest: int) -> list[int]:
-    """Tile sides (full-size pixels), smallest first, from faces of `smallest` up to those the
-    whole-picture pass sees."""
+def levels(width: int, height: int, smallest: int, seen_from: Optional[float] = None) -> list[int]:
+    """Tile sides (full-size pixels), smallest first, from faces of `smallest` up to those seen
+    already: from `seen_from` pixels wide (by default, those the whole-picture pass sees)."""
     long_side = max(width, height)
+    seen_from = WHOLE_SEES * long_side if seen_from is None else seen_from
     side, sides = smallest * FACE_IN_TILE, []
     while True:
         sides.append(side)
-        if side * OVERLAP >= WHOLE_SEES * long_side or side >= long_side:
+        if side * OVERLAP >= seen_from or side >= long_side:
             return sides
         side *= 2
 
