@@ -85,6 +85,7 @@ def real_corpus(folder: Path, half: str, seed: int = 0) -> tuple[dict, list]:
     shipped and framed on 12 MP; the album's face-free photos, likewise."""
     from annotate_faces import decoded, sha256, truth
     from make_corpus import make_noise
+    from sources import real_photo
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     noise = make_noise(TWELVE_MP, rng)
@@ -94,7 +95,6 @@ def real_corpus(folder: Path, half: str, seed: int = 0) -> tuple[dict, list]:
             continue
         if sha256(name) != entry["sha256"]:
             raise SystemExit(f"{name}: not the file whose faces real_faces.json holds")
-        from sources import real_photo
         shipped = folder / name
         shipped.write_bytes(real_photo(name))
         big = folder / f"{Path(name).stem}-12mp.jpg"
