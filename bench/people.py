@@ -174,7 +174,7 @@ def speed(args) -> None:
        code of that commit (people on: the whole time to a complete index)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        corpus = Path(args.corpus) if args.corpus else work / "corpus"
+        corpus = Path(args.corpus).resolve() if args.corpus else work / "corpus"  # the scans run elsewhere
         if not args.corpus:
             from make_corpus import make_corpus
             make_corpus(corpus, args.count, "12mp", group_every=8)
