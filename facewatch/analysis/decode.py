@@ -42,13 +42,15 @@ class Decoded:
     scale: int = 1  # full-resolution pixels per decoded pixel, on each axis
 
 
-def reduction(width: int, height: int, min_side: int = MIN_LONG_SIDE) -> int:
-    """The largest JPEG scale-down (1, 2, 4 or 8) that keeps `min_side` pixels on the long side."""
-    return max(f for f in _REDUCED if f == 1 or max(width, height) / f >= min_side)
+def reduction(width: int, height: int, min_side: int = MIN_LONG_SIDE, most: int = 8) -> int:
+    """The largest JPEG scale-down (1, 2, 4 or 8), `most` at the most, that keeps `min_side`
+    pixels on the long side."""
+    return max(f for f in _REDUCED if f == 1 or (f <= most and max(width, height) / f >= min_side))
 
 
-def decode(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE) -> Decoded:
-    """Decode `data`; a JPEG at the largest reduction that keeps `min_side` pixels on its long side."""
+def decode(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE, most: int = 8) -> Decoded:
+    """Decode `data`; a JPEG (or a RAW file's JPEG preview) at the largest reduction, `most` at
+    the most, that keeps `min_side` pixels on its long side."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
     size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
@@ -56,7 +58,7 @@ def decode(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE) -> Decod
         if not looks_raw(data):
             return _decode_other(data, max_pixels)
         try:
-            return _decode_raw(data, max_pixels, min_side)
+            return _decode_raw(data, max_pixels, min_side, most)
         except NotRaw:  # a TIFF, not a camera's RAW file, or so damaged LibRaw cannot tell
             try:
                 return _decode_other(data, max_pixels)
@@ -66,13 +68,19 @@ def decode(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE) -> Decod
     width, height = size
     _check_pixels(width, height, max_pixels)
     _check_jpeg_complete(data)
-    factor = reduction(width, height, min_side)
+    factor = reduction(width, height, min_side, most)
     rgb = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor] | cv2.IMREAD_COLOR_RGB)
     if rgb is None:
         return _decode_other(data, max_pixels)
     if (rgb.shape[1] > rgb.shape[0]) != (width > height) and width != height:
         width, height = height, width  # OpenCV applied an EXIF rotation
     return Decoded(rgb, width, height, factor)
+
+
+def decode_reduced(data: bytes, max_pixels: int, factor: int) -> Decoded:
+    """`data` decoded with at least the detail of a 1/`factor` decode (1, 2, 4 or 8): a JPEG, or a
+    RAW file's JPEG preview, reduced by `factor` (libjpeg's DCT scaling); other formats whole."""
+    return decode(data, max_pixels, min_side=0, most=factor)
 
 
 def decode_with_detail(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE) -> tuple[Decoded, Optional[Decoded]]:
@@ -85,7 +93,7 @@ def decode_with_detail(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SI
     size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
     if size is None or reduction(*size, min_side) != 8:
         return decode(data, max_pixels, min_side), None
-    detail = decode(data, max_pixels, min_side=-(-max(size) // 4))
+    detail = decode_reduced(data, max_pixels, 4)
     h, w = detail.rgb.shape[:2]
     if detail.scale != 4 or h % 2 or w % 2:
         return decode(data, max_pixels, min_side), None
@@ -102,7 +110,7 @@ def exif_orientation(data: bytes) -> int:
         return 1
 
 
-def _decode_raw(data: bytes, max_pixels: int, min_side: int) -> Decoded:
+def _decode_raw(data: bytes, max_pixels: int, min_side: int, most: int = 8) -> Decoded:
     """A camera's RAW file (raw.py): its full-size JPEG preview decoded as any JPEG and turned as
     the file says, else its sensor data demosaiced at half size."""
     try:
@@ -111,7 +119,7 @@ def _decode_raw(data: bytes, max_pixels: int, min_side: int) -> Decoded:
         raise DecodeError(str(exc)) from None
     if raw.preview is None:
         return Decoded(raw.rgb, raw.width, raw.height, 2)
-    picture = decode(raw.preview, max_pixels, min_side)  # turned by its own EXIF orientation, if any
+    picture = decode(raw.preview, max_pixels, min_side, most)  # turned by its own EXIF orientation, if any
     if raw.turns and _header(raw.preview)[2] == 1:  # LibRaw usually writes the RAW's into the preview
         picture.rgb = np.ascontiguousarray(np.rot90(picture.rgb, raw.turns))
         if raw.turns in (1, -1):

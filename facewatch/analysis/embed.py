@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from facewatch.analysis.decode import Decoded, decode, jpeg_size
+from facewatch.analysis.decode import Decoded, decode_reduced
 
 MIN_FACE = 20  # narrower faces (in full-size pixels) are too blurred for the encoder to tell people apart
 # decoded pixels across a face for its chip (dlib's chip is 150 px, the face 100 of them). Measured
@@ -94,10 +94,7 @@ def reduction_for(boxes: list) -> int:
 
 def decode_for(data: bytes, max_pixels: int, boxes: list) -> Decoded:
     """`data` decoded with enough detail for the smallest of `boxes` (x, y, w, h, full-size pixels)."""
-    jpeg = reduction_for(boxes)
-    size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
-    long_side = max(size) if size else 0
-    return decode(data, max_pixels, min_side=-(-long_side // jpeg) if long_side else 0)
+    return decode_reduced(data, max_pixels, reduction_for(boxes))
 
 
 def embed_faces(data: bytes, picture: Decoded, boxes: list, max_pixels: int) -> list[Outcome]:

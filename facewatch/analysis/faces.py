@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from facewatch.analysis.decode import Decoded, decode
+from facewatch.analysis.decode import Decoded, decode_reduced
 from facewatch.analysis.detect import Detector
 from facewatch.analysis.tiles import (FACE_IN_TILE, LOOP_MAY_SEE, MIN_DETAIL, NO_FACE_TILES, WHOLE_SEES, across,
                                       closer_look, hint_of, levels, merge, same_face)
@@ -40,7 +40,7 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
         finest = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
         detail = picture  # the first decode, unless too coarse for faces this small
         if scale > finest:
-            detail = decode(data, max_pixels, min_side=-(-long_side // finest))
+            detail = decode_reduced(data, max_pixels, finest)
         found = detector.tiles(detail.rgb, width, height, detail.scale, levels(width, height, smallest, seen_from),
                                known=faces)
         faces = merge(faces, [drawn_as(hints, f, picture) for f in found])
@@ -102,6 +102,6 @@ class FullSizePass:
 
     def faces(self) -> list:
         if self._faces is None:
-            full = decode(self._data, self._max_pixels, min_side=max(self._width, self._height))
+            full = decode_reduced(self._data, self._max_pixels, 1)
             self._faces = self._detector.detect(full.rgb, self._width, self._height, full.scale)
         return self._faces
