@@ -19,7 +19,8 @@ from typing import Optional
 
 import numpy as np
 
-from facewatch.store import DIMENSIONS
+from facewatch.config import cache_folder
+from facewatch.store import DIMENSIONS, is_url
 
 MAGIC = b"FWVECS01"
 HEADER = 64  # bytes: MAGIC, the watermark, then room
@@ -33,10 +34,9 @@ def vector(blob: bytes) -> np.ndarray:
 def vector_file_path(database: str) -> Path:
     """Beside an SQLite index (`facewatch.db.vectors`); for a PostgreSQL one, in this user's cache
     (each host keeps its own)."""
-    if not database.startswith(("postgresql://", "postgres://")):
+    if not is_url(database):
         return Path(database + ".vectors")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facewatch"
-    return cache / (hashlib.sha256(database.encode()).hexdigest()[:16] + ".vectors")
+    return cache_folder() / (hashlib.sha256(database.encode()).hexdigest()[:16] + ".vectors")
 
 
 class VectorFile:

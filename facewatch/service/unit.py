@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from importlib import resources
 
+from facewatch.store import is_url
+
 TEMPLATE_EXEC = "ExecStart=/opt/facewatch/bin/facewatch --config /etc/facewatch/config.yaml run"
 
 
@@ -15,7 +17,7 @@ def render_unit(executable: str, config_file: str, database: str = "", metrics_l
     template = resources.files("facewatch.service").joinpath("facewatch.service").read_text(encoding="utf-8")
     assert TEMPLATE_EXEC in template, "the unit template lost its ExecStart line"
     text = template.replace(TEMPLATE_EXEC, f"ExecStart={executable} --config {config_file} run")
-    if database.startswith(("postgresql://", "postgres://")):
+    if is_url(database):
         text = with_network(text, database)
     if metrics_listen:
         text = with_metrics(text, metrics_listen)

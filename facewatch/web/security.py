@@ -10,13 +10,15 @@ import os
 import secrets
 from pathlib import Path
 
+from facewatch.store import is_url
+
 COOKIE = "facewatch_token"
 
 
 def token_path(database: str) -> Path:
     """Beside an SQLite index (`facewatch.db.web-token`); for a PostgreSQL one, in this user's
     config folder."""
-    if not database.startswith(("postgresql://", "postgres://")):
+    if not is_url(database):
         return Path(database + ".web-token")
     folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "facewatch"
     return folder / f"web-token-{hashlib.sha256(database.encode()).hexdigest()[:16]}"
