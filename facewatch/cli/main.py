@@ -356,6 +356,7 @@ def xmp() -> None:
 @click.pass_context
 def xmp_write(ctx: click.Context, paths: tuple) -> None:
     """Write or merge the XMP sidecars of PATHS (photos or folders; default: the whole index)."""
+    from facewatch.intake.files import inside
     from facewatch.results.sidecars import write_sidecars
     from facewatch.store import ExportFilter
     config = config_of(ctx)
@@ -363,8 +364,8 @@ def xmp_write(ctx: click.Context, paths: tuple) -> None:
     with database_errors(ctx):
         store = existing_store(ctx, config)
         records = [r for r in store.iter_files(ExportFilter(statuses=("done",)))
-                   if not wanted or any(r.path == w or r.path.startswith(w.rstrip("/") + "/") for w in wanted)]
-        unknown = [w for w in wanted if not any(r.path == w or r.path.startswith(w.rstrip("/") + "/") for r in records)]
+                   if not wanted or any(inside(r.path, w) for w in wanted)]
+        unknown = [w for w in wanted if not any(inside(r.path, w) for r in records)]
         report = write_sidecars(records, config.metadata.sidecar_name)
     for path, why in report.problems:
         click.echo(f"facewatch: {path}: {why}", err=True)
@@ -389,7 +390,7 @@ def install_unit(output: str, config_file: str) -> None:
     if os.path.exists(config_file):
         try:
             read = load_config(config_file)
-            database, listen = read.database, read.metrics.listen or ""
+            database = read.database
             writable = list(read.watch.paths) if read.metadata.write_xmp == "sidecar" else []
             listen = ",".join(a for a in (read.metrics.listen, read.web.listen) if a)
         except ConfigError as exc:
