@@ -80,7 +80,8 @@ def create_app(config: Config, store: Store, token: str, pictures: Optional[Pict
 
     @app.get("/person/<int:person_id>")
     def person(person_id: int):
-        found = next((p for p in store.persons() if p.person_id == person_id), None)
+        everyone = store.persons()
+        found = next((p for p in everyone if p.person_id == person_id), None)
         if found is None:
             abort(404)
         faces = store.person_faces(person_id)
@@ -88,7 +89,7 @@ def create_app(config: Config, store: Store, token: str, pictures: Optional[Pict
         photos = store.person_photos(person_id)
         return render_template("person.html", p=found, faces=faces, page=page, pages=pages,
                                photos=photos[:500], more_photos=max(0, len(photos) - 500),
-                               others=[o for o in store.persons() if o.person_id != person_id])
+                               others=[o for o in everyone if o.person_id != person_id])
 
     @app.get("/photo/<int:file_id>")
     def photo(file_id: int):
