@@ -34,7 +34,7 @@ import numpy as np
 from facewatch.config import cache_folder
 
 CHIP = 150  # the network's input: a 150x150 aligned face chip (dlib's get_face_chip, padding 0.25)
-CONVERTER = 1  # the version of what to_onnx builds: a cached graph of another version is not used
+CONVERTER = 2  # the version of what to_onnx builds: a cached graph of another version is not used
 _LAYER = re.compile(rb"(input_rgb_image_sized|con_[456]|affine_2?|bn_con2|relu_2?|max_pool_2|avg_pool_2|"
                     rb"add_prev_|fc_[23])")
 
@@ -162,10 +162,18 @@ def to_onnx(layers: list[Layer]):
         pads = [0, 0, 0, 0, 0] + [b - a for a, b in zip(shape, to)]
         return node("Pad", [x, const(np.array(pads, np.int64))])
 
-    mean = np.array(layers[0].params["mean"], np.float32).reshape(1, 1, 1, 3)
-    x = node("Cast", ["chips"], to=TensorProto.FLOAT)
-    x = node("Mul", [node("Sub", [x, const(mean)]), const(np.array(1 / 256, np.float32))])
-    x = node("Transpose", [x], perm=[0, 3, 1, 2])
+    mean = np.array(layers[0].params["mean"], np.float32)
+    x = node("Transpose", [node("Cast", ["chips"], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
+    first = layers[1].params
+    if layers[1].kind == "con" and first["padding"] == 0:
+        # dlib feeds the first convolution (pixel - mean) / 256; with no padding that is the same
+        # convolution of the pixels, its weights / 256 and its bias less their sum over the mean
+        scaled = first["weights"].astype(np.float64) / 256
+        bias = first["bias"].astype(np.float64) - (scaled * mean.reshape(1, 3, 1, 1)).sum(axis=(1, 2, 3))
+        layers = [layers[0], Layer("con", dict(first, weights=scaled.astype(np.float32),
+                                               bias=bias.astype(np.float32)))] + layers[2:]
+    else:
+        x = node("Mul", [node("Sub", [x, const(mean.reshape(1, 3, 1, 1))]), const(np.array(1 / 256, np.float32))])
     shape = [3, CHIP, CHIP]  # channels, rows, columns
     block_in = None  # the input of the residual block under way, and its shape
     for i, layer in enumerate(layers[1:], 1):
