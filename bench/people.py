@@ -167,9 +167,9 @@ def speed(args) -> None:
     eight is a real group photo (make_corpus.py --groups 8; or --corpus DIR):
     1. per face, on one core, in this process: each step of embedding, dlib's way (a second
        decode of the photo at the detail the face needs, dlib's ResNet on its chip) and facewatch's
-       (the detector's decode when it shows the face 100 px wide, else one finer decode per photo;
-       the ResNet in onnxruntime, a photo's faces in one batch), and the largest difference between
-       the two descriptors of each face's chip;
+       (the detector's decode when it shows the face 64 px wide, else one finer decode per photo of
+       its rows down to its lowest such face; the ResNet in onnxruntime, a photo's faces in one
+       batch), and the largest difference between the two descriptors of each face's chip;
     2. `facewatch scan` end to end with people off and on, for this code and, with --old REV, the
        code of that commit (people on: the whole time to a complete index)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,7 +209,7 @@ def _per_face_steps(photos: list) -> None:
     import face_recognition_models as weights
 
     from facewatch.analysis import embed
-    from facewatch.analysis.decode import decode, decode_with_detail
+    from facewatch.analysis.decode import decode
     from facewatch.analysis.detect import MediaPipeDetector
     from facewatch.analysis.faces import find_faces
     detector = MediaPipeDetector("full_range", 0.5, "auto")
@@ -245,16 +245,9 @@ def _per_face_steps(photos: list) -> None:
             started = clock()
             encoder.compute_face_descriptor(kept.rgb, shape)
             old["network"] += clock() - started
-        # facewatch's way: the detector's decode where it shows the face (a 12 MP JPEG is decoded at
-        # 1/4 and its 1/8 made from that: what that costs beyond the 1/8 decode counts here), one
-        # finer decode for the rest
-        started = clock()
-        _, detail = decode_with_detail(data, 10**9)
-        with_detail = clock() - started
-        started = clock()
-        decode(data, 10**9)
-        now["decode"] += max(with_detail - (clock() - started), 0.0)
-        source = detail or picture
+        # facewatch's way: the detector's decode where it shows the face, else one decode of the
+        # photo's top rows, down to its lowest such face, at the detail the smallest needs
+        source = picture
         started = clock()
         finer = [f.bbox for f in faces if not embed.shows(source, f.bbox)]
         finer_picture = embed.decode_for(data, 10**9, finer) if finer else None

@@ -92,7 +92,7 @@ def test_faces_are_embedded_from_the_detectors_decode_when_it_shows_them_well_en
     from skimage import data
 
     from facewatch.analysis import embed
-    from facewatch.analysis.decode import decode
+    from facewatch.analysis.decode import Decodes, decode
     canvas = np.full((3000, 4000, 3), 110, np.uint8)
     face = data.astronaut()[30:230, 130:330]  # her face fills about 60% of this
     canvas[200:1800, 200:1800] = cv2.resize(face, (1600, 1600), interpolation=cv2.INTER_CUBIC)
@@ -106,7 +106,7 @@ def test_faces_are_embedded_from_the_detectors_decode_when_it_shows_them_well_en
     assert picture.scale == 8
     large, small = boxes
     assert embed.shows(picture, large) and not embed.shows(picture, small)
-    outcomes = embed.embed_faces(data_, picture, [large, small, (10, 10, 12, 12)], 10**9)
+    outcomes = embed.embed_faces(Decodes(data_, 10**9, picture), [large, small, (10, 10, 12, 12)])
     (large_blob, _), (small_blob, _), (none, why) = outcomes
     assert none is None and "too small to recognise" in why
     expected_large = embed.embedder().embed(picture, [large])[0][0]
@@ -117,6 +117,111 @@ def test_faces_are_embedded_from_the_detectors_decode_when_it_shows_them_well_en
     # the two faces are one person's: the descriptors are close, as dlib's are
     vectors = [np.frombuffer(b, "<f4") for b in (large_blob, small_blob)]
     assert np.linalg.norm(vectors[0] - vectors[1]) < 0.5
+
+
+def test_a_group_photo_has_the_same_faces_with_people_on_and_its_decodes_are_shared(tmp_path, monkeypatch):
+    """People on or off, a 12 MP group photo's faces are the same (one decode for detection);
+    the detector's closer looks and the embeddings share the finer decodes (never two at the same
+    scale), the embeddings' one of the photo's top rows only, and every face is embedded from a
+    decode that shows it CHIP_DETAIL pixels wide."""
+    import cv2
+    from skimage import data
+
+    from facewatch.analysis import decode as decoding
+    from facewatch.analysis import embed
+    from facewatch.analysis.analyse import analyse_file
+    from facewatch.analysis.detect import MediaPipeDetector
+    from facewatch.store import Claim
+    canvas = np.full((3000, 4000, 3), 110, np.uint8)
+    face = data.astronaut()[30:230, 130:330]
+    for x, y, side in ((300, 400, 700), (1500, 700, 460), (2300, 1000, 300), (3000, 1100, 260), (1000, 1500, 240)):
+        canvas[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    (tmp_path / "group.jpg").write_bytes(encoded.tobytes())
+    made = []
+    for name in ("decode_reduced", "decode_rows"):
+        monkeypatch.setattr(decoding, name, lambda *args, real=getattr(decoding, name), name=name:
+                            made.append((name, args[2])) or real(*args))
+    shown = []
+    monkeypatch.setattr(embed.Embedder, "chip", lambda self, picture, box, real=embed.Embedder.chip:
+                        shown.append((embed.shows(picture, box), picture.rows)) or real(self, picture, box))
+    detector = MediaPipeDetector("full_range", 0.5, "auto")
+    claim = Claim(1, str(tmp_path / "group.jpg"), None, 0)
+    try:
+        without = analyse_file(claim, detector, lambda h, i: None, 10**9)
+        made.clear()
+        result = analyse_file(claim, detector, lambda h, i: None, 10**9, people=True)
+    finally:
+        detector.close()
+    assert result.faces == without.faces and len(result.faces) == 5
+    assert all(blob for blob, _ in result.embeddings)
+    whole = [scale for name, scale in made if name == "decode_reduced"]
+    assert len(whole) == len(set(whole)) and ("decode_rows", 1) in made, made
+    assert all(ok for ok, _ in shown) and len(shown) == 5
+    assert any(rows is not None and rows < 3000 for _, rows in shown), "the top rows, for the smaller faces"
+
+
+def test_decodes_are_made_once_and_a_finer_one_serves_coarser_needs(monkeypatch):
+    import cv2
+    from skimage import data
+
+    from facewatch.analysis import decode as decoding
+    canvas = cv2.resize(data.astronaut(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))[1].tobytes()
+    picture, detail = decoding.decode(jpeg, 10**9), decoding.decode_reduced(jpeg, 10**9, 4)
+    made = []
+    for name in ("decode_reduced", "decode_rows"):
+        monkeypatch.setattr(decoding, name, lambda *args, real=getattr(decoding, name), name=name:
+                            made.append((name, args[2])) or real(*args))
+    decodes = decoding.Decodes(jpeg, 10**9, picture, detail)
+    assert decodes.exactly(4) is detail and decodes.top(8, 3000) is picture and decodes.top(4, 3000) is detail
+    assert made == []
+    half = decodes.exactly(2)
+    assert half.scale == 2 and decodes.exactly(2) is half and decodes.top(2, 3000) is half
+    assert decodes.top(4, 3000) is detail, "the coarsest decode with the detail asked for"
+    top = decodes.top(1, 1000)
+    assert top.scale == 1 and top.rows < 3000 and made == [("decode_reduced", 2), ("decode_rows", 1)]
+    full = decodes.exactly(1)
+    assert full.scale == 1 and full.rows is None and decodes.top(1, 1000) is full
+    assert [d.scale for d in decodes.kept()] == [8, 4, 2, 1], "the top rows are not kept"
+    # a PNG is decoded whole: it serves every need, once
+    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    whole = decoding.decode(png, 10**9)
+    made.clear()
+    assert decoding.Decodes(png, 10**9, whole).top(1, 100) is whole and made == []
+
+
+def test_a_decode_of_the_top_rows_is_the_whole_decodes_pixel_for_pixel():
+    """decode_rows: a sequential JPEG's rows above a face, the same pixels as the whole decode's;
+    progressive, turned (EXIF), grey JPEGs and rows reaching near the end are decoded whole."""
+    import io
+
+    import cv2
+    from PIL import Image
+    from skimage import data
+
+    from facewatch.analysis.decode import decode_reduced, decode_rows
+    rgb = cv2.resize(data.astronaut(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+    for factor in (1, 2, 4):
+        whole = decode_reduced(jpeg, 10**9, factor)
+        top = decode_rows(jpeg, 10**9, factor, 1000)
+        assert top.rows is not None and 1000 <= top.rows < 1100 and (top.width, top.height) == (4000, 3000)
+        assert top.scale == factor and top.rgb.shape[1] == whole.rgb.shape[1]
+        shown = -(-top.rows // factor)
+        assert top.rgb.shape[0] >= shown and np.array_equal(top.rgb[:shown], whole.rgb[:shown])
+    assert decode_rows(jpeg, 10**9, 2, 2900).rows is None, "nearly all rows: decoded whole"
+
+    def saved(image, **options):
+        out = io.BytesIO()
+        image.save(out, "JPEG", **options)
+        return out.getvalue()
+    picture = Image.fromarray(rgb)
+    turned = Image.Exif()
+    turned[0x0112] = 3
+    for other in (saved(picture, progressive=True), saved(picture, exif=turned), saved(picture.convert("L"))):
+        top = decode_rows(other, 10**9, 2, 1000)
+        assert top.rows is None and np.array_equal(top.rgb, decode_reduced(other, 10**9, 2).rgb)
 
 
 def test_analysis_with_people_embeds_each_face_it_finds(tmp_path, photo_dir, reference_detector):

@@ -104,13 +104,13 @@ def test_a_raw_file_is_analysed_from_its_full_size_preview_turned_as_the_camera_
 def test_a_raw_files_faces_get_the_same_finer_decode_as_the_jpegs(portrait):
     """Embeddings and crops ask for a finer decode of small faces: a RAW file's preview gives it,
     as the JPEG does (once it got the coarsest, 1/8, whatever the face)."""
-    from facewatch.analysis.embed import decode_for
+    from facewatch.analysis.embed import decode_for, shows
     rgb, jpeg = portrait
     dng = make_dng(np.ascontiguousarray(np.rot90(rgb, 1)), preview=True, orientation=6)
     for boxes, scale in (([(500, 300, 200, 200)], 2), ([(500, 300, 90, 90)], 1), ([(500, 300, 900, 900)], 8)):
         from_jpeg, from_raw = decode_for(jpeg, MAX_PIXELS, boxes), decode_for(dng, MAX_PIXELS, boxes)
         assert from_jpeg.scale == from_raw.scale == scale
-        assert from_raw.rgb.shape == from_jpeg.rgb.shape
+        assert all(shows(from_jpeg, box) and shows(from_raw, box) for box in boxes)
 
 
 def test_a_raw_file_without_a_preview_is_demosaiced_at_half_size(portrait, detector):

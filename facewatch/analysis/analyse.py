@@ -19,7 +19,7 @@ import numpy as np
 import xxhash
 
 from facewatch.analysis import embed
-from facewatch.analysis.decode import MIN_LONG_SIDE, DecodeError, decode, decode_with_detail, exif_orientation
+from facewatch.analysis.decode import MIN_LONG_SIDE, DecodeError, Decodes, decode, exif_orientation
 from facewatch.analysis.detect import Detector
 from facewatch.store import Claim, Embedded, FaceJob, Result
 from facewatch.analysis.faces import find_faces
@@ -164,20 +164,19 @@ def analyse_file(claim: Claim, detector: Detector, find_by_hash: Callable[[str, 
         kind = "reused" if os.path.lexists(source[1]) else "moved"
         return Result(claim.file_id, kind, content_hash=content_hash, source_id=source[0], **seen)
     try:
-        # with people on, a 12 MP JPEG is decoded at 1/4 for its faces' embeddings, 1/8 for detection
-        picture, detail = decode_with_detail(data, max_pixels, min_side) if people else \
-            (decode(data, max_pixels, min_side), None)
+        picture = decode(data, max_pixels, min_side)  # a 12 MP JPEG at 1/8; people or not, the same faces
     except DecodeError as exc:
         return Result(claim.file_id, "failed", error=str(exc), **seen)
     except MemoryError:
         return Result(claim.file_id, "failed", error="not enough memory to decode this image", **seen)
-    faces = find_faces(detector, data, picture, max_pixels)
+    decodes = Decodes(data, max_pixels, picture)  # and finer ones as smaller faces ask for them
+    faces = find_faces(detector, data, picture, max_pixels, decodes)
     if read_xmp and faces:
         faces = named_as_in_xmp(faces, data, claim.path, picture)
     embeddings = ()
     if people and faces:
         try:
-            embeddings = tuple(embed.embed_faces(data, detail or picture, [f.bbox for f in faces], max_pixels))
+            embeddings = tuple(embed.embed_faces(decodes, [f.bbox for f in faces]))
         except (DecodeError, MemoryError):  # a finer decode for small faces failed: they wait for the people stage
             embeddings = ()
     return Result(claim.file_id, "done", content_hash=content_hash, width=picture.width,
@@ -265,7 +264,7 @@ def embed_job_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
         return [Embedded(face_id, "stale", error="the file changed since its faces were found",
                          retry_after_s=60.0) for face_id, _ in job.faces]
     picture = _last_picture.get(job.content_hash)
-    if picture is None or picture.scale > embed.reduction_for(boxes):  # none, or too coarse for these faces
+    if picture is None or not all(embed.shows(picture, box) for box in boxes if min(box[2:]) >= embed.MIN_FACE):
         try:
             picture = embed.decode_for(data, max_pixels, boxes)
         except DecodeError as exc:

@@ -27,6 +27,11 @@ _REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
             2: cv2.IMREAD_REDUCED_COLOR_2, 1: cv2.IMREAD_COLOR}
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _TIFF = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF
+# decode_rows decodes a JPEG's top rows alone when they end this far down or sooner: through Pillow
+# (which copies its pixels out), a 12 MP photo's rows cost about as much as OpenCV's whole decode
+# from 75% of them down at 1/2, from 65% at full size (bench/people.py)
+ROWS_WORTH = 0.7
+_SEQUENTIAL = (0xC0, 0xC1)  # baseline and extended sequential frames: one scan, top to bottom
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -40,6 +45,7 @@ class Decoded:
     width: int  # of the full-resolution image as a viewer shows it
     height: int
     scale: int = 1  # full-resolution pixels per decoded pixel, on each axis
+    rows: Optional[int] = None  # full-resolution rows decoded, from the top (decode_rows); None: all
 
 
 def reduction(width: int, height: int, min_side: int = MIN_LONG_SIDE, most: int = 8) -> int:
@@ -83,22 +89,92 @@ def decode_reduced(data: bytes, max_pixels: int, factor: int) -> Decoded:
     return decode(data, max_pixels, min_side=0, most=factor)
 
 
-def decode_with_detail(data: bytes, max_pixels: int, min_side: int = MIN_LONG_SIDE) -> tuple[Decoded, Optional[Decoded]]:
-    """`decode(data, ...)`, and where that is a JPEG's 1/8 decode, the 1/4 decode too, from one
-    decode: a 1/8 pixel is its 8x8 block's mean (the DCT's DC term), which is the mean of the
-    2x2 pixels of the 1/4 decode (its other terms sum to nothing over the block). Measured on 12
-    MP photos: within 3 levels of libjpeg's own 1/8 decode (mean 0.3), 4 ms more than it, and a
-    face twice as detailed for its embedding. (None: no such detail, or rows and columns that do
-    not pair up.)"""
+class Decodes:
+    """One photo's decodes while it is analysed: the detector's, then finer ones as its closer
+    looks ask for them (`exactly`: tiles and the full-size pass see a scale of their own, so a
+    photo's faces never depend on which decodes happened to be made before), each made once, and
+    the embeddings' (`top`: any decode made so far with the detail they need, else one of the
+    photo's top rows)."""
+
+    def __init__(self, data: bytes, max_pixels: int, *made: Decoded):
+        self.data, self.max_pixels = data, max_pixels
+        self._made = sorted(made, key=lambda d: -d.scale)  # coarsest first
+        self._finest = 1  # the finest scale this photo can be decoded at (a RAW without preview: 2)
+
+    def kept(self) -> list[Decoded]:
+        """The decodes made so far, coarsest first."""
+        return list(self._made)
+
+    def exactly(self, factor: int) -> Decoded:
+        """The 1/`factor` decode, or the finest the photo has. Raises DecodeError, MemoryError."""
+        factor = max(factor, self._finest)
+        made = next((d for d in self._made if d.scale == factor), None)
+        return made if made is not None else self._decode(factor)
+
+    def top(self, factor: int, bottom: int) -> Decoded:
+        """A decode with at least the detail of a 1/`factor` one down to row `bottom`: the coarsest
+        made so far that has it, else `decode_rows` (not kept: closer looks need every row).
+        Raises DecodeError, MemoryError."""
+        made = next((d for d in self._made if d.scale <= max(factor, self._finest)), None)
+        return made if made is not None else decode_rows(self.data, self.max_pixels, factor, bottom)
+
+    def _decode(self, factor: int) -> Decoded:
+        made = decode_reduced(self.data, self.max_pixels, factor)
+        if made.scale > factor:  # as fine as it gets (a RAW file's sensor data, at half size)
+            self._finest = made.scale
+        same = next((d for d in self._made if d.scale == made.scale), None)
+        if same is not None:
+            return same
+        self._made = sorted(self._made + [made], key=lambda d: -d.scale)
+        return made
+
+
+def decode_rows(data: bytes, max_pixels: int, factor: int, bottom: int) -> Decoded:
+    """`decode_reduced(data, max_pixels, factor)`, but of a sequential JPEG shown as stored (no EXIF
+    turn), only the rows above `bottom` (full-size pixels) when they end well above its last: its
+    frame header is told the picture ends there, and libjpeg passes over the rest of the scan as
+    data before the end marker (through Pillow, which keeps libjpeg's warning about those bytes
+    to itself). Those rows are a whole decode's; the top half of a 12 MP photo at 1/2 takes half
+    the time of all of it. The result's `rows` says how far down it reaches."""
     size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
-    if size is None or reduction(*size, min_side) != 8:
-        return decode(data, max_pixels, min_side), None
-    detail = decode_reduced(data, max_pixels, 4)
-    h, w = detail.rgb.shape[:2]
-    if detail.scale != 4 or h % 2 or w % 2:
-        return decode(data, max_pixels, min_side), None
-    mean = cv2.resize(detail.rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    return Decoded(mean, detail.width, detail.height, 8), detail
+    frame = _frame_offset(data) if size is not None and bottom <= ROWS_WORTH * size[1] else None
+    if frame is None:
+        return decode_reduced(data, max_pixels, factor)
+    width, height = size
+    _check_pixels(width, height, max_pixels)
+    # whole MCU rows past `bottom`, and one more: the last one's colours are upsampled as at an edge
+    told = min(height, (max(int(bottom), 0) // 16 + 2) * 16)
+    rows = height if told == height else told - 16
+    told_data = data[:frame + 5] + struct.pack(">H", told) + data[frame + 7:]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(told_data)) as im:
+                if int(im.getexif().get(0x0112, 1)) != 1:
+                    return decode_reduced(data, max_pixels, factor)
+                im.draft("RGB", (max(1, width // factor), max(1, told // factor)))
+                if im.mode != "RGB" or im.size != (-(-width // factor), -(-told // factor)):
+                    return decode_reduced(data, max_pixels, factor)  # grey, CMYK: as a whole
+                rgb = np.asarray(im)
+    except Exception:  # whatever Pillow makes of it, the whole decode says what is wrong, if anything
+        return decode_reduced(data, max_pixels, factor)
+    return Decoded(rgb, width, height, factor, rows=None if rows == height else rows)
+
+
+def _frame_offset(data: bytes) -> Optional[int]:
+    """Where a sequential JPEG's frame header (SOF0/SOF1) starts, or None (progressive, or none)."""
+    i, end = 2, len(data)
+    while i + 4 <= end and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in _SOF:
+            return i if marker in _SEQUENTIAL and i + 9 <= end else None
+        if marker in (0xD9, 0xDA):
+            return None
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return None
 
 
 def exif_orientation(data: bytes) -> int:

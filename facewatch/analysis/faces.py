@@ -6,23 +6,26 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from facewatch.analysis.decode import Decoded, decode_reduced
+from facewatch.analysis.decode import Decoded, Decodes
 from facewatch.analysis.detect import Detector
 from facewatch.analysis.tiles import (FACE_IN_TILE, LOOP_MAY_SEE, MIN_DETAIL, NO_FACE_TILES, WHOLE_SEES, across,
                                       closer_look, hint_of, levels, merge, same_face)
 from facewatch.store import Face
 
 
-def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: int) -> list:
+def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: int,
+               decodes: Optional[Decodes] = None) -> list:
     """The whole-picture pass on the reduced decode; then (detector.small_faces) a closer look at
     each face it was unsure of, and where it shows signs of faces too small for it, overlapping
-    tiles of a decode with enough detail for them."""
+    tiles of a decode with enough detail for them. Finer decodes are made in `decodes` (and kept
+    there for the faces' embeddings)."""
     width, height, rgb, scale = picture.width, picture.height, picture.rgb, picture.scale
+    decodes = decodes or Decodes(data, max_pixels, picture)
     long_side = max(width, height)
     sure, hints = detector.whole(rgb, width, height, scale)
     if detector.small_faces == "off":
         return sure
-    full_size = FullSizePass(detector, data, max_pixels, picture)
+    full_size = FullSizePass(detector, decodes, picture)
     faces = merge(sure, confirmed_hints(detector, picture, hints, full_size))
     seen_from = WHOLE_SEES * long_side  # faces from this wide are seen already
     if detector.small_faces == "auto":
@@ -38,9 +41,7 @@ def find_faces(detector: Detector, data: bytes, picture: Decoded, max_pixels: in
     smallest = closer_look(faces, width, height, detector.small_faces)
     if smallest is not None:
         finest = max(k for k in (1, 2, 4, 8) if k == 1 or smallest / k >= MIN_DETAIL)
-        detail = picture  # the first decode, unless too coarse for faces this small
-        if scale > finest:
-            detail = decode_reduced(data, max_pixels, finest)
+        detail = picture if scale <= finest else decodes.exactly(finest)  # the first, unless too coarse
         found = detector.tiles(detail.rgb, width, height, detail.scale, levels(width, height, smallest, seen_from),
                                known=faces)
         faces = merge(faces, [drawn_as(hints, f, picture) for f in found])
@@ -95,13 +96,13 @@ class FullSizePass:
     hand-written loop finds them: decoded at full size only when asked for (a few photos in a
     hundred), and once."""
 
-    def __init__(self, detector: Detector, data: bytes, max_pixels: int, picture: Decoded):
-        self._detector, self._data, self._max_pixels = detector, data, max_pixels
+    def __init__(self, detector: Detector, decodes: Decodes, picture: Decoded):
+        self._detector, self._decodes = detector, decodes
         self._width, self._height = picture.width, picture.height
         self._faces: Optional[list] = None
 
     def faces(self) -> list:
         if self._faces is None:
-            full = decode_reduced(self._data, self._max_pixels, 1)
+            full = self._decodes.exactly(1)
             self._faces = self._detector.detect(full.rgb, self._width, self._height, full.scale)
         return self._faces

@@ -28,7 +28,7 @@ def faces_in(config: Config, photo: str) -> list[np.ndarray]:
     naming the file when it cannot be read or holds no face."""
     from facewatch.analysis.analyse import Unreadable, quiet_stderr, read_file, without_matplotlib
     from facewatch.analysis.faces import find_faces
-    from facewatch.analysis.decode import DecodeError, decode
+    from facewatch.analysis.decode import DecodeError, Decodes, decode
     from facewatch.analysis.embed import embed_faces
     without_matplotlib()
     from facewatch.analysis.detect import MediaPipeDetector
@@ -42,11 +42,12 @@ def faces_in(config: Config, photo: str) -> list[np.ndarray]:
     d = config.detector
     with quiet_stderr():  # TensorFlow Lite greets stderr as it loads: not for a user's terminal
         detector = MediaPipeDetector(d.model, d.min_confidence, d.small_faces)
-        faces = find_faces(detector, data, picture, config.processing.max_pixels)
+        decodes = Decodes(data, config.processing.max_pixels, picture)
+        faces = find_faces(detector, data, picture, config.processing.max_pixels, decodes)
         if not faces:
             raise PeopleError(f"{photo}: no face found in it")
         try:
-            embedded = embed_faces(data, picture, [f.bbox for f in faces], config.processing.max_pixels)
+            embedded = embed_faces(decodes, [f.bbox for f in faces])
         except (DecodeError, MemoryError) as exc:
             raise PeopleError(f"{photo}: {exc or 'not enough memory to decode it'}") from None
     vectors = [np.frombuffer(blob, "<f4") for blob, _ in embedded if blob]
