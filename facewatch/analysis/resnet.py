@@ -28,6 +28,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -218,13 +219,18 @@ def to_onnx(layers: list[Layer]):
     return model
 
 
-def onnx_model(model_file: str, cached: bool = True) -> bytes:
-    """The serialised ONNX graph of dlib's model file: from the cache, or converted (and cached
-    where the cache folder can be written; if it cannot, converted again next time)."""
+def cached_path(model_file: str) -> Path:
+    """Where the graph of `model_file` is cached: named by the file's path, size and time, and by CONVERTER."""
     st = os.stat(model_file)
     key = hashlib.sha256(f"{CONVERTER}:{os.path.realpath(model_file)}:{st.st_size}:{st.st_mtime_ns}"
                          .encode()).hexdigest()[:16]
-    path = cache_folder() / f"dlib_face_recognition_resnet_model_v1-{key}.onnx"
+    return cache_folder() / f"dlib_face_recognition_resnet_model_v1-{key}.onnx"
+
+
+def onnx_model(model_file: str, cached: bool = True) -> bytes:
+    """The serialised ONNX graph of dlib's model file: from the cache, or converted (and cached
+    where the cache folder can be written; if it cannot, converted again next time)."""
+    path = cached_path(model_file)
     if cached:
         try:
             return path.read_bytes()
@@ -250,9 +256,10 @@ class ResNet:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         options.log_severity_level = 3  # its warnings are about graph optimisations, not for our logs
-        try:
-            self._session = onnxruntime.InferenceSession(onnx_model(model_file), options,
-                                                         providers=["CPUExecutionProvider"])
+        cached = cached_path(model_file)
+        try:  # onnxruntime reads a cached graph from its file faster than from bytes (0.055 s, 0.12 s)
+            graph = str(cached) if cached.is_file() else onnx_model(model_file)
+            self._session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         except Exception:  # a cached graph that will not load (cut short, say): convert it again
             self._session = onnxruntime.InferenceSession(onnx_model(model_file, cached=False), options,
                                                          providers=["CPUExecutionProvider"])
