@@ -192,8 +192,9 @@ def test_decodes_are_made_once_and_a_finer_one_serves_coarser_needs(monkeypatch)
 
 
 def test_a_decode_of_the_top_rows_is_the_whole_decodes_pixel_for_pixel():
-    """decode_rows: a sequential JPEG's rows above a face, the same pixels as the whole decode's;
-    progressive, turned (EXIF), grey JPEGs and rows reaching near the end are decoded whole."""
+    """decode_rows: a sequential JPEG's rows above a face (restart markers or not), the same pixels
+    as the whole decode's; progressive, turned (EXIF), grey JPEGs and rows reaching near the end
+    are decoded whole."""
     import io
 
     import cv2
@@ -203,9 +204,12 @@ def test_a_decode_of_the_top_rows_is_the_whole_decodes_pixel_for_pixel():
     from facewatch.analysis.decode import decode_reduced, decode_rows
     rgb = cv2.resize(data.astronaut(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
     jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-    for factor in (1, 2, 4):
-        whole = decode_reduced(jpeg, 10**9, factor)
-        top = decode_rows(jpeg, 10**9, factor, 1000)
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG", quality=90, restart_marker_rows=1)  # as some cameras write them
+    restarts = out.getvalue()
+    for encoded, factor in [(jpeg, 1), (jpeg, 2), (jpeg, 4), (restarts, 2)]:
+        whole = decode_reduced(encoded, 10**9, factor)
+        top = decode_rows(encoded, 10**9, factor, 1000)
         assert top.rows is not None and 1000 <= top.rows < 1100 and (top.width, top.height) == (4000, 3000)
         assert top.scale == factor and top.rgb.shape[1] == whole.rgb.shape[1]
         shown = -(-top.rows // factor)
