@@ -1,7 +1,7 @@
 """People: clustering quality on real labelled faces, embedding speed, and the cost at scale.
 
     python bench/people.py quality [--distances 0.4,0.45,0.5,0.55,0.6]
-    python bench/people.py speed [--old REV]     # per-face steps, old and new; scans with people on/off
+    python bench/people.py speed [--old REV] [--runs N]  # per-face steps, old and new; scans with people on/off
     python bench/people.py scale [--faces 100000,1000000]
 
 quality: real identities (face_recognition 1.3.0's labelled photos: five of one man, one of
@@ -180,28 +180,36 @@ def speed(args) -> None:
             make_corpus(corpus, args.count, "12mp", group_every=8)
         photos = sorted(p for p in corpus.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
         _per_face_steps(photos)
-        rows = []
-        for label, code in [("this code", None)] + ([(f"old code ({args.old})", _checkout(args.old, work))]
-                                                    if args.old else []):
-            for enabled in ("false", "true"):
-                config = work / f"config-{len(rows)}.yaml"
-                db = work / f"fw-{len(rows)}.db"
-                config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {db}\nlogging: {{level: warning}}\n"
-                                  f"people: {{enabled: {enabled}}}\n")
-                elapsed = timed_scan(config, code)
-                c = sqlite3.connect(db)
-                faces, embedded = c.execute("SELECT count(*), count(*) FILTER (WHERE embed_state = 'done') "
-                                            "FROM faces").fetchone()
-                rows.append((label, enabled, elapsed, faces, embedded))
-        print(f"\nend to end, `facewatch scan` of {len(photos)} photos on {os.cpu_count()} cores (the whole command):")
-        for label, enabled, elapsed, faces, embedded in rows:
-            line = f"  {label}, people {'on ' if enabled == 'true' else 'off'}: {elapsed:6.1f} s, {faces} faces"
-            if enabled == "true":
-                off = next(r[2] for r in rows if r[0] == label and r[1] == "false")
-                line += (f", {embedded} embedded; {elapsed / off:.2f}x the scan without people; the people stage "
-                         f"{100 * (elapsed - off) / elapsed:.0f}% of the time to a complete index, "
-                         f"{embedded / max(elapsed - off, 1e-9):.1f} faces/s on {os.cpu_count()} cores")
-            print(line, flush=True)
+        codes = [("this code", None)] + ([(f"old code ({args.old})", _checkout(args.old, work))] if args.old else [])
+        ratios: dict = {label: [] for label, _ in codes}
+        for run in range(1, args.runs + 1):
+            rows = []
+            for label, code in codes:
+                for enabled in ("false", "true"):
+                    config = work / f"config-{run}-{len(rows)}.yaml"
+                    db = work / f"fw-{run}-{len(rows)}.db"
+                    config.write_text(f"watch:\n  paths: [{corpus}]\ndatabase: {db}\nlogging: {{level: warning}}\n"
+                                      f"people: {{enabled: {enabled}}}\n")
+                    elapsed = timed_scan(config, code)
+                    c = sqlite3.connect(db)
+                    faces, embedded = c.execute("SELECT count(*), count(*) FILTER (WHERE embed_state = 'done') "
+                                                "FROM faces").fetchone()
+                    rows.append((label, enabled, elapsed, faces, embedded))
+            print(f"\nend to end, `facewatch scan` of {len(photos)} photos on {os.cpu_count()} cores (the whole "
+                  f"command){f', run {run} of {args.runs}' if args.runs > 1 else ''}:")
+            for label, enabled, elapsed, faces, embedded in rows:
+                line = f"  {label}, people {'on ' if enabled == 'true' else 'off'}: {elapsed:6.1f} s, {faces} faces"
+                if enabled == "true":
+                    off = next(r[2] for r in rows if r[0] == label and r[1] == "false")
+                    ratios[label].append(elapsed / off)
+                    line += (f", {embedded} embedded; {elapsed / off:.2f}x the scan without people; the people stage "
+                             f"{100 * (elapsed - off) / elapsed:.0f}% of the time to a complete index, "
+                             f"{embedded / max(elapsed - off, 1e-9):.1f} faces/s on {os.cpu_count()} cores")
+                print(line, flush=True)
+        if args.runs > 1:  # one run's ratio moves by a few hundredths: say how much
+            for label, found in ratios.items():
+                print(f"{label}: people on / off over {len(found)} runs: {', '.join(f'{r:.2f}x' for r in found)}; "
+                      f"median {float(np.median(found)):.2f}x")
 
 
 def _per_face_steps(photos: list) -> None:
@@ -412,6 +420,7 @@ def main() -> None:
     sp.add_argument("--corpus", help="a folder of photos (default: make_corpus.py's 12 MP, one in eight a group)")
     sp.add_argument("--count", type=int, default=80, help="photos to make when no --corpus")
     sp.add_argument("--old", metavar="REV", help="also scan with the code of this commit, side by side")
+    sp.add_argument("--runs", type=int, default=1, help="scan people on and off this many times (the ratio's spread)")
     s = sub.add_parser("scale")
     s.add_argument("--faces", default="100000,1000000")
     args = parser.parse_args()
