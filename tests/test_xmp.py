@@ -155,6 +155,16 @@ def tagged_jpeg(path: Path, rgb: np.ndarray, regions: list) -> Path:
     return path
 
 
+def test_a_jpegs_xmp_is_read_from_its_segments_not_its_image_data(tmp_path, photo_dir):
+    base = np.asarray(Image.open(photo_dir / "astronaut.jpg"))
+    data = tagged_jpeg(tmp_path / "a.jpg", base, astronaut_regions()).read_bytes()
+    assert b"Eileen Collins" in packet_in(data)
+    plain = (photo_dir / "astronaut.jpg").read_bytes()
+    stray = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>'
+    assert packet_in(plain + stray) is None, "bytes after the image data are no XMP segment"
+    assert packet_in(plain[:2] + b"junk" + stray) == stray  # segments that cannot be walked: scanned whole
+
+
 def astronaut_regions(name: str = "Eileen Collins", mirrored: bool = False) -> list:
     # her face in scikit-image's astronaut: about x 170-290, y 40-180 of 512x512
     return [(name, (512 - 230 if mirrored else 230) / 512, 110 / 512, 120 / 512, 140 / 512)]

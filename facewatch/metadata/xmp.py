@@ -64,12 +64,33 @@ def sidecar_path(photo: str, convention: str = "darktable") -> str:
 
 # reading ------------------------------------------------------------------------------------------
 def packet_in(data: bytes) -> Optional[bytes]:
-    """The XMP packet embedded in a file of any format (XMP's own packet scanning), or None."""
+    """The XMP packet embedded in a file of any format (XMP's own packet scanning), or None. In a
+    JPEG only its segments before the image data are scanned: XMP lives there (APP1), and a 12 MP
+    photo's compressed pixels are the other 99% of the file."""
+    if data[:2] == b"\xff\xd8":
+        data = data[:_jpeg_header_end(data)]
     start = data.find(b"<x:xmpmeta")
     if start < 0:
         return None
     end = data.find(b"</x:xmpmeta>", start)
     return data[start:end + len(b"</x:xmpmeta>")] if end > 0 else None
+
+
+def _jpeg_header_end(data: bytes) -> int:
+    """Where a JPEG's image data starts (its first scan header), or the end of `data` when its
+    segments cannot be walked."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+        elif marker == 0xDA:
+            return i
+        elif 0xD0 <= marker <= 0xD9 or marker == 0x01:
+            i += 2
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return len(data)
 
 
 def _parse(packet: bytes) -> Optional[ET.Element]:
