@@ -13,6 +13,7 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from facewatch.analysis.raw import NotRaw, RawError, looks_raw, read_raw
+from facewatch.metadata.jpeg import frame
 
 Image.MAX_IMAGE_PIXELS = None  # the pixel limit is ours (processing.max_pixels), checked below
 # HEIC/HEIF (phones) through pillow-heif (libheif: its transformations applied, the EXIF orientation
@@ -32,7 +33,6 @@ _TIFF = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF
 # from 75% of them down at 1/2, from 65% at full size (bench/people.py)
 ROWS_WORTH = 0.7
 _SEQUENTIAL = (0xC0, 0xC1)  # baseline and extended sequential frames: one scan, top to bottom
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class DecodeError(Exception):
@@ -136,16 +136,15 @@ def decode_rows(data: bytes, max_pixels: int, factor: int, bottom: int) -> Decod
     data before the end marker (through Pillow, which keeps libjpeg's warning about those bytes
     to itself). Those rows are a whole decode's; the top half of a 12 MP photo at 1/2 takes half
     the time of all of it. The result's `rows` says how far down it reaches."""
-    size = jpeg_size(data) if data[:2] == b"\xff\xd8" else None
-    frame = _frame_offset(data) if size is not None and bottom <= ROWS_WORTH * size[1] else None
-    if frame is None:
+    found = frame(data) if data[:2] == b"\xff\xd8" else None
+    if found is None or found[1] not in _SEQUENTIAL or bottom > ROWS_WORTH * found[3]:
         return decode_reduced(data, max_pixels, factor)
-    width, height = size
+    at, _, width, height = found
     _check_pixels(width, height, max_pixels)
     # whole MCU rows past `bottom`, and one more: the last one's colours are upsampled as at an edge
     told = min(height, (max(int(bottom), 0) // 16 + 2) * 16)
     rows = height if told == height else told - 16
-    told_data = data[:frame + 5] + struct.pack(">H", told) + data[frame + 7:]
+    told_data = data[:at + 5] + struct.pack(">H", told) + data[at + 7:]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -159,22 +158,6 @@ def decode_rows(data: bytes, max_pixels: int, factor: int, bottom: int) -> Decod
     except Exception:  # whatever Pillow makes of it, the whole decode says what is wrong, if anything
         return decode_reduced(data, max_pixels, factor)
     return Decoded(rgb, width, height, factor, rows=None if rows == height else rows)
-
-
-def _frame_offset(data: bytes) -> Optional[int]:
-    """Where a sequential JPEG's frame header (SOF0/SOF1) starts, or None (progressive, or none)."""
-    i, end = 2, len(data)
-    while i + 4 <= end and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xFF:
-            i += 1
-            continue
-        if marker in _SOF:
-            return i if marker in _SEQUENTIAL and i + 9 <= end else None
-        if marker in (0xD9, 0xDA):
-            return None
-        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
-    return None
 
 
 def exif_orientation(data: bytes) -> int:
@@ -205,25 +188,8 @@ def _decode_raw(data: bytes, max_pixels: int, min_side: int, most: int = 8) -> D
 
 def jpeg_size(data: bytes) -> Optional[tuple[int, int]]:
     """(width, height) from a JPEG's frame header, or None when there is none to find."""
-    i, end = 2, len(data)
-    while i + 4 <= end:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7):
-            i += 2
-            continue
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if marker in _SOF and i + 9 <= end:
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
-            return (width, height) if width and height else None
-        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
-            return None
-        i += 2 + length
-    return None
+    found = frame(data)
+    return (found[2], found[3]) if found else None
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:

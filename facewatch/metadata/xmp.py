@@ -22,6 +22,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Optional
 
+from facewatch.metadata.jpeg import header_end
+
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 NS = {
     "x": "adobe:ns:meta/",
@@ -68,29 +70,12 @@ def packet_in(data: bytes) -> Optional[bytes]:
     JPEG only its segments before the image data are scanned: XMP lives there (APP1), and a 12 MP
     photo's compressed pixels are the other 99% of the file."""
     if data[:2] == b"\xff\xd8":
-        data = data[:_jpeg_header_end(data)]
+        data = data[:header_end(data)]
     start = data.find(b"<x:xmpmeta")
     if start < 0:
         return None
     end = data.find(b"</x:xmpmeta>", start)
     return data[start:end + len(b"</x:xmpmeta>")] if end > 0 else None
-
-
-def _jpeg_header_end(data: bytes) -> int:
-    """Where a JPEG's image data starts (its first scan header), or the end of `data` when its
-    segments cannot be walked."""
-    i = 2
-    while i + 4 <= len(data) and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xFF:
-            i += 1
-        elif marker == 0xDA:
-            return i
-        elif 0xD0 <= marker <= 0xD9 or marker == 0x01:
-            i += 2
-        else:
-            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
-    return len(data)
 
 
 def _parse(packet: bytes) -> Optional[ET.Element]:
