@@ -264,7 +264,7 @@ def embed_job_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
         return [Embedded(face_id, "stale", error="the file changed since its faces were found",
                          retry_after_s=60.0) for face_id, _ in job.faces]
     picture = _last_picture.get(job.content_hash)
-    if picture is None or not all(embed.shows(picture, box) for box in boxes if min(box[2:]) >= embed.MIN_FACE):
+    if picture is None or embed.unshown(picture, boxes):  # none, or too coarse or too short for these faces
         try:
             picture = embed.decode_for(data, max_pixels, boxes)
         except DecodeError as exc:

@@ -95,6 +95,11 @@ def shows(picture: Decoded, box: tuple) -> bool:
         (picture.rows is None or reach([box]) <= picture.rows)
 
 
+def unshown(picture: Decoded, boxes: list) -> list:
+    """The boxes of faces large enough to embed that `picture` does not show well enough."""
+    return [box for box in boxes if min(box[2], box[3]) >= MIN_FACE and not shows(picture, box)]
+
+
 def reach(boxes: list) -> int:
     """The full-size row the chips and crops of the faces in `boxes` reach down to."""
     return max(int(b[1] + b[3] * (1 + BELOW)) + 1 for b in boxes)
@@ -117,8 +122,8 @@ def embed_faces(decodes: Decodes, boxes: list) -> list[Outcome]:
     (the detector's, or one it made for smaller faces) where that shows the face in enough detail,
     from one finer decode for the faces it does not. Raises DecodeError, MemoryError."""
     finest = decodes.kept()[-1]
-    unshown = [box for box in boxes if min(box[2], box[3]) >= MIN_FACE and not shows(finest, box)]
-    finer = decodes.top(reduction_for(unshown), reach(unshown)) if unshown else finest
+    missing = unshown(finest, boxes)
+    finer = decodes.top(reduction_for(missing), reach(missing)) if missing else finest
     return embedder().embed_each([(finest if shows(finest, box) else finer, box) for box in boxes])
 
 
