@@ -3,6 +3,7 @@ fast and without a busy loop; `check` finds what is wrong; `backup` copies a liv
 import hashlib
 import json
 import os
+import random
 import sqlite3
 import subprocess
 
@@ -25,7 +26,7 @@ def setup(tmp_path):
 
 def test_random_bytes(setup):
     config, database = setup
-    database.write_bytes(os.urandom(100_000))
+    database.write_bytes(random.Random(1).randbytes(100_000))
     assert_refused(config, database, "is not a facewatch database (not an SQLite file)")
 
 
@@ -99,11 +100,23 @@ def test_a_database_damaged_in_the_middle(setup):
     size = database.stat().st_size
     with open(database, "r+b") as f:  # overwrite pages in the middle, as a failing disk would
         f.seek(size // 2 - 16384)
-        f.write(os.urandom(32768))
+        f.write(random.Random(2).randbytes(32768))
     assert_refused(config, database, "is damaged", commands=[("status",), ("export",), ("scan",)])
     out = subprocess.run([*FACEWATCH, "--config", str(config), "check"], capture_output=True, text=True)
     assert out.returncode in (1, 4) and "Traceback" not in out.stderr
     assert "malformed" in out.stdout + out.stderr or "integrity:" in out.stdout
+
+
+def test_damaged_text_is_quoted_on_one_line(setup):
+    # a page whose bytes are sound to SQLite but whose text is not UTF-8 and holds line breaks, as
+    # random damage left it once: SQLite quotes the bytes, and the one line must stay one line
+    config, database = setup
+    _index_with_files(config, database, count=20)
+    db = sqlite3.connect(database)
+    db.execute("UPDATE files SET content_hash = CAST(X'0a30ff0d0a1b5b306d' AS TEXT) WHERE file_id = 7")
+    db.commit()
+    db.close()
+    assert_refused(config, database, "is damaged or another program's", commands=[("export",)])
 
 
 def test_damage_where_a_run_would_not_read_is_refused_before_it_writes(setup):
@@ -117,7 +130,7 @@ def test_damage_where_a_run_would_not_read_is_refused_before_it_writes(setup):
     db.close()
     with open(database, "r+b") as f:
         f.seek((root - 1) * page_size)
-        f.write(os.urandom(page_size))
+        f.write(random.Random(3).randbytes(page_size))
     assert_refused(config, database, "is damaged", commands=[("scan",), ("resume",), ("run",)])
 
 

@@ -11,6 +11,13 @@ class StoreError(Exception):
     """A database problem, already worded for users: what happened to which database."""
 
 
+def said(message: str, longest: int = 200) -> str:
+    """A backend's own words for a message of ours: one line of printable characters, however
+    damaged the text it quotes (a broken page's bytes, a server's multi-line detail)."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in " ".join(str(message).split()))
+    return text if len(text) <= longest else text[:longest - 1] + "…"
+
+
 class StoreBusy(StoreError):
     """Locked, busy, full or an I/O error: waiting can heal it."""
 

@@ -24,7 +24,7 @@ from typing import Optional
 
 from facewatch.store.contract import (DETECTED, HEARTBEAT_STALE_S, Claim, Stats, embedding_columns, iso, masked,
                                       plan_save, same_person)
-from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable,
+from facewatch.store.errors import (DatabaseInUse, StoreBusy, StoreError, StoreUnavailable, StoreUnusable, said,
                                     refuse_newer, translating)
 from facewatch.store.postgres_schema import MIGRATIONS
 from facewatch.store.sqlite import _CONSISTENCY, SQLiteStore, _b, _s
@@ -129,7 +129,7 @@ class _Connection:
 def translate(exc: Exception, display: str) -> StoreError:
     import psycopg
     from psycopg import errors
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = said(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
     if isinstance(exc, (errors.LockNotAvailable, errors.DeadlockDetected, errors.SerializationFailure,
                         errors.QueryCanceled, errors.AdminShutdown, errors.CannotConnectNow)):
         return StoreBusy(f"the database {display} is busy ({message})")

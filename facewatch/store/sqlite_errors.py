@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from facewatch.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnusable
+from facewatch.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnusable, said
 
 # SQLite's primary result codes (https://sqlite.org/rescode.html)
 SQLITE_BUSY = 5
@@ -34,7 +34,7 @@ def code_of(exc: sqlite3.Error) -> int:
 
 def translate(exc: sqlite3.Error, database: str) -> StoreError:
     """The store's exception for a sqlite3 error on `database`."""
-    code, message = code_of(exc), str(exc)
+    code, message = code_of(exc), said(str(exc))
     if code in _WAIT:
         return StoreBusy(f"the database {database} {_WAIT[code]} ({message})")
     if code == 14:  # cannot open: its folder went away (an unmounted disk) or no file handles are left
@@ -44,7 +44,7 @@ def translate(exc: sqlite3.Error, database: str) -> StoreError:
 
 def damaged(database: str, message: str) -> StoreUnusable:
     """What SQLite's "malformed" says, for damage a check found before any statement met it."""
-    return StoreUnusable(f"the database {database} " + _PERMANENT[11].format(message=message))
+    return StoreUnusable(f"the database {database} " + _PERMANENT[11].format(message=said(message)))
 
 
 def mapped(store, exc: Exception):
