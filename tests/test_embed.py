@@ -1,5 +1,8 @@
 """The embedder: dlib's ResNet read from its own model file and run by onnxruntime gives dlib's own
 descriptors, on real faces; a model file of another shape is refused."""
+import platform
+import sys
+
 import numpy as np
 import pytest
 
@@ -191,41 +194,65 @@ def test_decodes_are_made_once_and_a_finer_one_serves_coarser_needs(monkeypatch)
     assert decoding.Decodes(png, 10**9, whole).top(1, 100) is whole and made == []
 
 
-def test_a_decode_of_the_top_rows_is_the_whole_decodes_pixel_for_pixel():
-    """decode_rows: a sequential JPEG's rows above a face (restart markers or not), the same pixels
-    as the whole decode's; progressive, turned (EXIF), grey JPEGs and rows reaching near the end
-    are decoded whole."""
+TURBO_EXPECTED = sys.platform == "linux" and platform.machine() == "x86_64"  # the turbojpeg wheel's platform
+
+
+@pytest.mark.parametrize("through", ["TurboJPEG", "Pillow"])
+def test_a_decode_of_the_top_rows_is_the_whole_decodes_pixel_for_pixel(through, monkeypatch):
+    """decode_rows: a sequential JPEG's rows above a face (restart markers or not, any chroma
+    subsampling) and, through TurboJPEG, its columns around it: the same pixels as the whole
+    decode's; progressive, turned (EXIF), grey JPEGs are decoded whole, and through Pillow rows
+    reaching near the end too."""
     import io
 
     import cv2
     from PIL import Image
     from skimage import data
 
+    from facewatch.analysis import turbo
     from facewatch.analysis.decode import decode_reduced, decode_rows
+    if through == "Pillow":
+        monkeypatch.setattr(turbo, "available", lambda: False)
+    elif not turbo.available():
+        assert not TURBO_EXPECTED, "the turbojpeg wheel is a dependency here: its libturbojpeg should load"
+        pytest.skip("no libturbojpeg 3 on this platform (the turbojpeg wheel is built for x86_64 Linux)")
     rgb = cv2.resize(data.astronaut(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
     jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-    out = io.BytesIO()
-    Image.fromarray(rgb).save(out, "JPEG", quality=90, restart_marker_rows=1)  # as some cameras write them
-    restarts = out.getvalue()
-    for encoded, factor in [(jpeg, 1), (jpeg, 2), (jpeg, 4), (restarts, 2)]:
-        whole = decode_reduced(encoded, 10**9, factor)
-        top = decode_rows(encoded, 10**9, factor, 1000)
-        assert top.rows is not None and 1000 <= top.rows < 1100 and (top.width, top.height) == (4000, 3000)
-        assert top.scale == factor and top.rgb.shape[1] == whole.rgb.shape[1]
-        shown = -(-top.rows // factor)
-        assert top.rgb.shape[0] >= shown and np.array_equal(top.rgb[:shown], whole.rgb[:shown])
-    assert decode_rows(jpeg, 10**9, 2, 2900).rows is None, "nearly all rows: decoded whole"
 
     def saved(image, **options):
         out = io.BytesIO()
         image.save(out, "JPEG", **options)
         return out.getvalue()
     picture = Image.fromarray(rgb)
+    restarts = saved(picture, quality=90, restart_marker_rows=1)  # as some cameras write them
+    full_chroma, half_chroma = saved(picture, subsampling=0), saved(picture, subsampling=1)
+    cases = [(jpeg, 1, None), (jpeg, 2, None), (jpeg, 4, None), (restarts, 2, None), (jpeg, 2, (1237, 1901)),
+             (jpeg, 8, (5, 333)), (restarts, 2, (2999, 4000)), (full_chroma, 2, (777, 1500)),
+             (half_chroma, 4, (1001, 1003)), (jpeg, 1, (-40, 90))]
+    for encoded, factor, columns in cases:
+        whole = decode_reduced(encoded, 10**9, factor)
+        top = decode_rows(encoded, 10**9, factor, 1000, columns)
+        assert top.rows is not None and 1000 <= top.rows < 1100 and (top.width, top.height) == (4000, 3000)
+        assert top.scale == factor
+        left, right = (top.left, top.right or 4000) if through == "TurboJPEG" else (0, 4000)
+        assert (top.left, top.right) == (0, None) or through == "TurboJPEG"
+        if columns is not None and through == "TurboJPEG":
+            assert left <= max(columns[0], 0) and right >= min(columns[1], 4000) and right - left < 4000
+        shown = -(-top.rows // factor)
+        assert top.rgb.shape[0] >= shown and top.rgb.shape[1] == -(-(right - left) // factor)
+        assert np.array_equal(top.rgb[:shown], whole.rgb[:shown, left // factor:-(-right // factor)]), (factor, columns)
+    nearly_all = decode_rows(jpeg, 10**9, 2, 2900, (100, 200))
+    if through == "Pillow":
+        assert nearly_all.rows is None, "nearly all rows: decoded whole"
+    else:
+        assert nearly_all.rows == 2900 and np.array_equal(
+            nearly_all.rgb, decode_reduced(jpeg, 10**9, 2).rgb[:1450, nearly_all.left // 2:nearly_all.right // 2])
     turned = Image.Exif()
     turned[0x0112] = 3
     for other in (saved(picture, progressive=True), saved(picture, exif=turned), saved(picture.convert("L"))):
-        top = decode_rows(other, 10**9, 2, 1000)
-        assert top.rows is None and np.array_equal(top.rgb, decode_reduced(other, 10**9, 2).rgb)
+        top = decode_rows(other, 10**9, 2, 1000, (100, 200))
+        assert (top.rows, top.left, top.right) == (None, 0, None)
+        assert np.array_equal(top.rgb, decode_reduced(other, 10**9, 2).rgb)
 
 
 def test_analysis_with_people_embeds_each_face_it_finds(tmp_path, photo_dir, reference_detector):

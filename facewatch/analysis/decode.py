@@ -12,6 +12,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
+from facewatch.analysis import turbo
 from facewatch.analysis.raw import NotRaw, RawError, looks_raw, read_raw
 from facewatch.metadata.jpeg import frame
 
@@ -28,9 +29,9 @@ _REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
             2: cv2.IMREAD_REDUCED_COLOR_2, 1: cv2.IMREAD_COLOR}
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _TIFF = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF
-# decode_rows decodes a JPEG's top rows alone when they end this far down or sooner: through Pillow
-# (which copies its pixels out), a 12 MP photo's rows cost about as much as OpenCV's whole decode
-# from 75% of them down at 1/2, from 65% at full size (bench/people.py)
+# without TurboJPEG, decode_rows decodes a JPEG's top rows alone when they end this far down or
+# sooner: through Pillow (which copies its pixels out), a 12 MP photo's rows cost about as much as
+# OpenCV's whole decode from 75% of them down at 1/2, from 65% at full size (bench/people.py)
 ROWS_WORTH = 0.7
 _SEQUENTIAL = (0xC0, 0xC1)  # baseline and extended sequential frames: one scan, top to bottom
 
@@ -46,6 +47,8 @@ class Decoded:
     height: int
     scale: int = 1  # full-resolution pixels per decoded pixel, on each axis
     rows: Optional[int] = None  # full-resolution rows decoded, from the top (decode_rows); None: all
+    left: int = 0  # the full-resolution column rgb's first one shows (decode_rows of some columns)
+    right: Optional[int] = None  # the full-resolution column its last one ends at; None: the right edge
 
 
 def reduction(width: int, height: int, min_side: int = MIN_LONG_SIDE, most: int = 8) -> int:
@@ -111,12 +114,12 @@ class Decodes:
         made = next((d for d in self._made if d.scale == factor), None)
         return made if made is not None else self._decode(factor)
 
-    def top(self, factor: int, bottom: int) -> Decoded:
-        """A decode with at least the detail of a 1/`factor` one down to row `bottom`: the coarsest
-        made so far that has it, else `decode_rows` (not kept: closer looks need every row).
-        Raises DecodeError, MemoryError."""
+    def top(self, factor: int, bottom: int, columns: Optional[tuple[int, int]] = None) -> Decoded:
+        """A decode with at least the detail of a 1/`factor` one down to row `bottom` (across
+        `columns`): the coarsest made so far that has it, else `decode_rows` (not kept: closer
+        looks need every row and column). Raises DecodeError, MemoryError."""
         made = next((d for d in self._made if d.scale <= max(factor, self._finest)), None)
-        return made if made is not None else decode_rows(self.data, self.max_pixels, factor, bottom)
+        return made if made is not None else decode_rows(self.data, self.max_pixels, factor, bottom, columns)
 
     def _decode(self, factor: int) -> Decoded:
         made = decode_reduced(self.data, self.max_pixels, factor)
@@ -129,18 +132,52 @@ class Decodes:
         return made
 
 
-def decode_rows(data: bytes, max_pixels: int, factor: int, bottom: int) -> Decoded:
+def decode_rows(data: bytes, max_pixels: int, factor: int, bottom: int,
+                columns: Optional[tuple[int, int]] = None) -> Decoded:
     """`decode_reduced(data, max_pixels, factor)`, but of a sequential JPEG shown as stored (no EXIF
-    turn), only the rows above `bottom` (full-size pixels) when they end well above its last: its
-    frame header is told the picture ends there, and libjpeg passes over the rest of the scan as
-    data before the end marker (through Pillow, which keeps libjpeg's warning about those bytes
-    to itself). Those rows are a whole decode's; the top half of a 12 MP photo at 1/2 takes half
-    the time of all of it. The result's `rows` says how far down it reaches."""
+    turn), only the rows above `bottom` (full-size pixels) and, where libjpeg-turbo's TurboJPEG 3
+    is at hand (turbo.py), only the `columns` (from, to) around the faces: the pixels of the whole
+    decode, in a fraction of its time. The result's `rows`, `left` and `right` say what it shows."""
     found = frame(data) if data[:2] == b"\xff\xd8" else None
-    if found is None or found[1] not in _SEQUENTIAL or bottom > ROWS_WORTH * found[3]:
+    if found is None or found[1] not in _SEQUENTIAL:
         return decode_reduced(data, max_pixels, factor)
+    _check_pixels(found[2], found[3], max_pixels)
+    picture = _region(data, found, factor, bottom, columns) if turbo.available() else None
+    return picture if picture is not None else _top_rows(data, max_pixels, found, factor, bottom)
+
+
+def _region(data: bytes, found: tuple, factor: int, bottom: int, columns: Optional[tuple[int, int]]):
+    """decode_rows through TurboJPEG: None where it cannot help (not three components, an EXIF
+    turn, anything libjpeg-turbo would warn about)."""
     at, _, width, height = found
-    _check_pixels(width, height, max_pixels)
+    if at + 19 > len(data) or data[at + 9] != 3 or exif_orientation(data) != 1:
+        return None
+    # a region starts at a whole iMCU, 8 pixels times the largest horizontal sampling, decoded
+    step = max(8 * max(data[at + 11 + 3 * i] >> 4 for i in range(3)) // factor, 1)
+    shown_width, shown_height = -(-width // factor), -(-height // factor)
+    x0, x1 = columns if columns is not None else (0, width)
+    left = min(max(int(x0), 0) // factor // step * step, shown_width - 1)
+    right = max(min(shown_width, -(-int(x1) // factor)), left + 1)
+    rows = min(shown_height, max(-(-int(bottom) // factor), 1))
+    # and an iMCU more on each side: a region's edge columns are upsampled as at the picture's edge
+    # (4:2:2 below 1/8, 4:2:0 at full size), so they are decoded and left out
+    wider_left, wider_right = max(left - step, 0), min(right + step, shown_width)
+    rgb = turbo.decode_region(data, factor, wider_left, wider_right - wider_left, rows)
+    if rgb is None:
+        return None
+    if (wider_left, wider_right) != (left, right):
+        rgb = np.ascontiguousarray(rgb[:, left - wider_left:right - wider_left])
+    return Decoded(rgb, width, height, factor, rows=None if rows == shown_height else rows * factor,
+                   left=left * factor, right=None if right == shown_width else right * factor)
+
+
+def _top_rows(data: bytes, max_pixels: int, found: tuple, factor: int, bottom: int) -> Decoded:
+    """decode_rows through Pillow, every column: its frame header is told the picture ends below
+    `bottom`, and libjpeg passes over the rest of the scan as data before the end marker (Pillow
+    keeps libjpeg's warning about those bytes to itself)."""
+    at, _, width, height = found
+    if bottom > ROWS_WORTH * height:
+        return decode_reduced(data, max_pixels, factor)
     # whole MCU rows past `bottom`, and one more: the last one's colours are upsampled as at an edge
     told = min(height, (max(int(bottom), 0) // 16 + 2) * 16)
     rows = height if told == height else told - 16

@@ -26,8 +26,10 @@ MIN_FACE = 20  # narrower faces (in full-size pixels) are too blurred for the en
 CHIP_DETAIL = 64
 CHIP_PADDING = 0.25  # dlib's default: the chip shows a quarter of the face's width around it
 # how far below its box a face's chip (turned upright) and its crop (people/crops.py) may reach, in
-# face heights: a decode of the photo's top rows for it goes this far down
+# face heights, and beside it, in face widths: a decode of the photo's top rows for it goes this far
+# down, and of its columns this far to each side (decode_rows)
 BELOW = 0.75
+AROUND = 0.75
 
 Outcome = tuple  # (embedding as DIMENSIONS little-endian float32, None) or (None, why not)
 
@@ -70,7 +72,7 @@ class Embedder:
         """The face's aligned 150x150 chip, as dlib cuts it, or (None, why not)."""
         if min(box[2], box[3]) < MIN_FACE:
             return None, f"too small to recognise ({box[2]}x{box[3]} pixels)"
-        x, y, w, h = (v / picture.scale for v in box)
+        x, y, w, h = ((box[0] - picture.left) / picture.scale, *(v / picture.scale for v in box[1:]))
         height, width = picture.rgb.shape[:2]
         if x >= width or y >= height or x + w <= 0 or y + h <= 0:
             return None, "its box lies outside the picture"
@@ -90,9 +92,12 @@ def embedder() -> Embedder:
 
 
 def shows(picture: Decoded, box: tuple) -> bool:
-    """Whether `picture` shows the face in `box` with enough detail for its chip, and far enough down."""
+    """Whether `picture` shows the face in `box` with enough detail for its chip, far enough down
+    and far enough to each side."""
+    x0, x1 = span([box])
     return (picture.scale == 1 or min(box[2], box[3]) / picture.scale >= CHIP_DETAIL) and \
-        (picture.rows is None or reach([box]) <= picture.rows)
+        (picture.rows is None or reach([box]) <= picture.rows) and \
+        picture.left <= max(x0, 0) and (picture.right is None or x1 <= picture.right)
 
 
 def unshown(picture: Decoded, boxes: list) -> list:
@@ -105,6 +110,11 @@ def reach(boxes: list) -> int:
     return max(int(b[1] + b[3] * (1 + BELOW)) + 1 for b in boxes)
 
 
+def span(boxes: list) -> tuple[int, int]:
+    """The full-size columns (from, to) the chips and crops of the faces in `boxes` reach across."""
+    return (min(int(b[0] - b[2] * AROUND) for b in boxes), max(int(b[0] + b[2] * (1 + AROUND)) + 1 for b in boxes))
+
+
 def reduction_for(boxes: list) -> int:
     """The JPEG scale-down (1, 2, 4 or 8) that keeps the smallest of `boxes` CHIP_DETAIL wide."""
     smallest = min(max(min(b[2], b[3]), 1) for b in boxes)
@@ -113,8 +123,8 @@ def reduction_for(boxes: list) -> int:
 
 def decode_for(data: bytes, max_pixels: int, boxes: list) -> Decoded:
     """`data` decoded with enough detail for the smallest of `boxes` (x, y, w, h, full-size pixels),
-    down to the lowest (decode_rows)."""
-    return decode_rows(data, max_pixels, reduction_for(boxes), reach(boxes))
+    down to the lowest and across all of them (decode_rows)."""
+    return decode_rows(data, max_pixels, reduction_for(boxes), reach(boxes), span(boxes))
 
 
 def embed_faces(decodes: Decodes, boxes: list) -> list[Outcome]:
@@ -123,7 +133,7 @@ def embed_faces(decodes: Decodes, boxes: list) -> list[Outcome]:
     from one finer decode for the faces it does not. Raises DecodeError, MemoryError."""
     finest = decodes.kept()[-1]
     missing = unshown(finest, boxes)
-    finer = decodes.top(reduction_for(missing), reach(missing)) if missing else finest
+    finer = decodes.top(reduction_for(missing), reach(missing), span(missing)) if missing else finest
     return embedder().embed_each([(finest if shows(finest, box) else finer, box) for box in boxes])
 
 

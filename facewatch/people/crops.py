@@ -25,7 +25,7 @@ def face_crops(faces: list, max_pixels: int, side: int) -> list[tuple]:
             picture = decode_for(data, max_pixels, [face.bbox])
         except (Unreadable, DecodeError, MemoryError):
             continue
-        x, y, w, h = (v / picture.scale for v in face.bbox)
+        x, y, w, h = ((face.bbox[0] - picture.left) / picture.scale, *(v / picture.scale for v in face.bbox[1:]))
         pad = 0.3 * max(w, h)
         height, width = picture.rgb.shape[:2]
         x0, y0 = int(max(0, x - pad)), int(max(0, y - pad))
