@@ -18,4 +18,17 @@ intake -> metadata, checkpoint -> store -> config (tests/test_architecture.py re
 imports a database driver or sees its errors.
 """
 
+import os
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def cache_folder() -> Path:
+    """Where facewatch keeps what it can make again (the network converted for onnxruntime, the web
+    interface's pictures): systemd's CacheDirectory= for the service, else the user's cache. Here,
+    not in config.py: analysers ask for it, and need none of the settings' code (nor YAML)."""
+    folder = (os.environ.get("CACHE_DIRECTORY") or "").split(":")[0]
+    if folder:
+        return Path(folder)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facewatch"

@@ -290,12 +290,3 @@ def _check(name: str, value: Any, fail) -> Any:
         level = value.lower() if isinstance(value, str) else value
         return _choice(name, level, fail, ("debug", "info", "warning", "error"))
     raise fail(name, "unknown key")
-
-
-def cache_folder() -> Path:
-    """Where facewatch keeps what it can make again (the network converted for onnxruntime, the web
-    interface's pictures): systemd's CacheDirectory= for the service, else the user's cache."""
-    folder = (os.environ.get("CACHE_DIRECTORY") or "").split(":")[0]
-    if folder:
-        return Path(folder)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facewatch"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facewatch.config import cache_folder
+from facewatch import cache_folder
 
 CHIP = 150  # the network's input: a 150x150 aligned face chip (dlib's get_face_chip, padding 0.25)
 CONVERTER = 2  # the version of what to_onnx builds: a cached graph of another version is not used

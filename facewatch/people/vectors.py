@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from facewatch.config import cache_folder
+from facewatch import cache_folder
 from facewatch.store import DIMENSIONS, is_url
 
 MAGIC = b"FWVECS01"

@@ -14,7 +14,8 @@ import structlog
 from flask import Flask, abort, jsonify, redirect, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from facewatch.config import Config, cache_folder
+from facewatch import cache_folder
+from facewatch.config import Config
 from facewatch.results.status import collect_status
 from facewatch.store import ExportFilter, PeopleError, Store, StoreError, StoreUnusable
 from facewatch.web.pictures import Pictures
