@@ -275,11 +275,21 @@ def test_the_converted_graph_is_cached_and_a_damaged_cache_is_converted_again(tm
     model_file = dlib_models[2]
     chip = np.random.default_rng(0).integers(0, 255, (1, 150, 150, 3), dtype=np.uint8)
     expected = ResNet(model_file).descriptors(chip)
-    (cached,) = (tmp_path / "facewatch").glob("*.onnx")
-    converted = []
+    (cached,) = (tmp_path / "facewatch").glob("*-????????????????.onnx")
+    (optimized,) = (tmp_path / "facewatch").glob("*-optimized-*.onnx")  # onnxruntime's work, for this CPU
+    assert not list((tmp_path / "facewatch").glob(".*")), "no file half written"
+    converted, loaded = [], []
     monkeypatch.setattr(resnet, "to_onnx", lambda layers, real=resnet.to_onnx: converted.append(1) or real(layers))
+    monkeypatch.setattr(resnet, "_session", lambda onnxruntime, graph, real=resnet._session, **kw:
+                        loaded.append((graph, kw.get("optimized", False))) or real(onnxruntime, graph, **kw))
     assert np.array_equal(ResNet(model_file).descriptors(chip), expected) and converted == []  # read from the cache
-    cached.write_bytes(cached.read_bytes()[:1000])  # cut short
+    assert loaded == [(str(optimized), True)], "the optimised graph, not optimised again"
+    optimized.write_bytes(optimized.read_bytes()[:1000])  # cut short: the converted graph, optimised again
+    loaded.clear()
+    assert np.array_equal(ResNet(model_file).descriptors(chip), expected) and converted == []
+    assert loaded == [(str(optimized), True), (str(cached), False)] and optimized.stat().st_size > 20_000_000
+    for damaged in (cached, optimized):
+        damaged.write_bytes(damaged.read_bytes()[:1000])  # both cut short
     assert np.array_equal(ResNet(model_file).descriptors(chip), expected) and converted == [1]
     assert cached.stat().st_size > 20_000_000  # written whole again
     monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path / "service"))  # systemd's CacheDirectory= wins
