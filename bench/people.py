@@ -220,7 +220,7 @@ def _per_face_steps(photos: list) -> None:
     import face_recognition_models as weights
 
     from facewatch.analysis import embed
-    from facewatch.analysis.decode import decode
+    from facewatch.analysis.decode import decode, decode_reduced
     from facewatch.analysis.detect import MediaPipeDetector
     from facewatch.analysis.faces import find_faces
     detector = MediaPipeDetector("full_range", 0.5, "auto")
@@ -268,7 +268,9 @@ def _per_face_steps(photos: list) -> None:
         for f in faces:
             source_of_face = source if embed.shows(source, f.bbox) else finer_picture
             started = clock()
-            chip, _ = new.chip(source_of_face, f.bbox)
+            chip, error = new.chip(source_of_face, f.bbox)
+            if error == embed.CUT_SHORT:  # as embed_faces does: from the whole decode
+                chip, _ = new.chip(decode_reduced(data, 10**9, source_of_face.scale), f.bbox)
             now["align"] += clock() - started
             chips.append(chip)
         started = clock()

@@ -194,6 +194,47 @@ def test_decodes_are_made_once_and_a_finer_one_serves_coarser_needs(monkeypatch)
     assert decoding.Decodes(png, 10**9, whole).top(1, 100) is whole and made == []
 
 
+def test_a_chip_reaching_past_the_decoded_part_is_cut_from_the_whole_decode(tmp_path, monkeypatch):
+    """The rows and columns decoded for smaller faces leave room for their chips (BELOW, AROUND);
+    with no room at all, each chip is cut from the photo's whole decode instead: the same
+    embeddings, both when a photo is analysed and when a faces-queue job embeds its faces."""
+    import cv2
+    from skimage import data
+
+    from facewatch.analysis import analyse, embed
+    from facewatch.analysis.decode import Decodes, decode
+    from facewatch.analysis.detect import MediaPipeDetector
+    from facewatch.analysis.faces import find_faces
+    from facewatch.store import FaceJob
+    canvas = np.full((3000, 4000, 3), 110, np.uint8)
+    face = data.astronaut()[30:230, 130:330]
+    for x, y, side in ((1500, 700, 460), (2300, 1000, 300), (1000, 1500, 240)):
+        canvas[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))[1].tobytes()
+    detector = MediaPipeDetector("full_range", 0.5, "auto")
+    try:
+        picture = decode(jpeg, 10**9)
+        boxes = [f.bbox for f in find_faces(detector, jpeg, picture, 10**9)]
+    finally:
+        detector.close()
+    assert len(boxes) == 3 and embed.unshown(picture, boxes)
+    expected = embed.embed_faces(Decodes(jpeg, 10**9, picture), boxes)
+    assert all(blob for blob, _ in expected)
+    cut = []
+    monkeypatch.setattr(embed.Embedder, "_inside", lambda self, picture, shape, real=embed.Embedder._inside:
+                        real(self, picture, shape) or cut.append(picture.scale))
+    monkeypatch.setattr(embed, "AROUND", 0.0)
+    monkeypatch.setattr(embed, "BELOW", 0.0)
+    assert embed.embed_faces(Decodes(jpeg, 10**9, picture), boxes) == expected
+    assert cut, "no chip reached past its part of the photo: the test shows nothing"
+    cut.clear()
+    path = tmp_path / "faces.jpg"
+    path.write_bytes(jpeg)
+    analyse._last_picture.clear()
+    job = FaceJob(1, str(path), analyse.content_id(jpeg), tuple(enumerate(boxes)), 0)
+    assert [o.embedding for o in analyse.embed_job_faces(job, 10**9)] == [blob for blob, _ in expected] and cut
+
+
 TURBO_EXPECTED = sys.platform == "linux" and platform.machine() == "x86_64"  # the turbojpeg wheel's platform
 
 
