@@ -254,12 +254,16 @@ def _session(onnxruntime, graph, optimized: bool = False, save: Optional[Path] =
     written = save.with_name(f".{save.name}.{os.getpid()}") if save and os.access(save.parent, os.W_OK) else None
     if written is not None:
         options.optimized_model_filepath = str(written)
-    session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-    if written is not None:
-        try:
-            os.replace(written, save)
-        except OSError:
-            pass
+    try:
+        session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        if written is not None:
+            try:
+                os.replace(written, save)
+            except OSError:  # not kept: optimised again next time
+                pass
+    finally:
+        if written is not None and os.path.exists(written):  # what a failed session or move left
+            os.unlink(written)
     return session
 
 
