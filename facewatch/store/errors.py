@@ -15,7 +15,7 @@ def said(message: str, longest: int = 200) -> str:
     """A backend's own words for a message of ours: one line of printable characters, however
     damaged the text it quotes (a broken page's bytes, a server's multi-line detail)."""
     text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in " ".join(str(message).split()))
-    return text if len(text) <= longest else text[:longest - 1] + "…"
+    return text if len(text) <= longest else text[:longest - 3] + "..."
 
 
 class StoreBusy(StoreError):
