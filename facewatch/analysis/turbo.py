@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import importlib.metadata
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -28,18 +29,22 @@ class _Region(ctypes.Structure):
     _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("w", ctypes.c_int), ("h", ctypes.c_int)]
 
 
-def _candidates() -> list[str]:
-    found = []
+def _candidates() -> Iterator[str]:
+    """The wheel's library, then the system's (ctypes asks ldconfig: 45 ms, only when needed)."""
     try:
         wheel = importlib.metadata.distribution("turbojpeg")
-        found += [str(wheel.locate_file(f)) for f in wheel.files or () if f.name.startswith("libturbojpeg")]
+        yield from (str(wheel.locate_file(f)) for f in wheel.files or () if f.name.startswith("libturbojpeg"))
     except importlib.metadata.PackageNotFoundError:
         pass
     system = ctypes.util.find_library("turbojpeg")
-    return found + ([system] if system else [])
+    if system:
+        yield system
 
 
-def _load():
+@functools.lru_cache(maxsize=None)
+def _library():
+    """The library, looked for at its first use (not at import: the analyser server imports this
+    module before it forks, and every scan waits for that server), or None."""
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
@@ -59,11 +64,8 @@ def _load():
     return None
 
 
-_lib = _load()
-
-
 def available() -> bool:
-    return _lib is not None
+    return _library() is not None
 
 
 def decode_region(data: bytes, factor: int, left: int, width: int, rows: int) -> Optional[np.ndarray]:
@@ -71,18 +73,19 @@ def decode_region(data: bytes, factor: int, left: int, width: int, rows: int) ->
     pixels; `left` a multiple of the decoded iMCU width (16 / factor for 4:2:0). None when the
     library is missing, refuses the region, or reports anything at all (a warning included):
     the caller decodes another way, which says what is wrong, if anything."""
-    if _lib is None:
+    lib = _library()
+    if lib is None:
         return None
-    handle = _lib.tj3Init(_INIT_DECOMPRESS)
+    handle = lib.tj3Init(_INIT_DECOMPRESS)
     if not handle:
         return None
     try:
         out = np.empty((rows, width, 3), np.uint8)
-        if (_lib.tj3DecompressHeader(handle, data, len(data))
-                or _lib.tj3SetScalingFactor(handle, _Factor(1, factor))
-                or _lib.tj3SetCroppingRegion(handle, _Region(left, 0, width, rows))
-                or _lib.tj3Decompress8(handle, data, len(data), out.ctypes.data, width * 3, _PIXELS_RGB)):
+        if (lib.tj3DecompressHeader(handle, data, len(data))
+                or lib.tj3SetScalingFactor(handle, _Factor(1, factor))
+                or lib.tj3SetCroppingRegion(handle, _Region(left, 0, width, rows))
+                or lib.tj3Decompress8(handle, data, len(data), out.ctypes.data, width * 3, _PIXELS_RGB)):
             return None
         return out
     finally:
-        _lib.tj3Destroy(handle)
+        lib.tj3Destroy(handle)
