@@ -19,7 +19,7 @@ import numpy as np
 import xxhash
 
 from facewatch.analysis import embed
-from facewatch.analysis.decode import MIN_LONG_SIDE, DecodeError, Decodes, decode, decode_reduced, exif_orientation
+from facewatch.analysis.decode import MIN_LONG_SIDE, DecodeError, Decodes, decode, exif_orientation
 from facewatch.analysis.detect import Detector
 from facewatch.store import Claim, Embedded, FaceJob, Result
 from facewatch.analysis.faces import find_faces
@@ -276,4 +276,4 @@ def embed_job_faces(job: FaceJob, max_pixels: int) -> list[Embedded]:
         _last_picture[job.content_hash] = picture
     return [Embedded(face_id, "done", embedding=blob) if blob else Embedded(face_id, "failed", error=error)
             for (face_id, _), (blob, error) in zip(job.faces, embed.embedder().embed(
-                picture, boxes, lambda scale: decode_reduced(data, max_pixels, scale)))]
+                picture, boxes, Decodes(data, max_pixels).exactly))]
